@@ -1,0 +1,66 @@
+import { Observable } from 'rxjs';
+import type { Flow } from './flow.js';
+import { defineStage, type Stage } from './stage.js';
+
+/**
+ * A stage whose work per item is asynchronous (a model forward, a file write, a training step).
+ * Items are processed one at a time, in order. Each item counts towards `flow.pending` from arrival
+ * until the outputs it produced have been delivered downstream, which is what lets sources hold back.
+ * `flush` runs after the input completes and may emit what the stage still holds.
+ */
+export function asyncStage<In, Out>(
+  name: string,
+  process: (item: In, emit: (out: Out) => void) => Promise<void> | void,
+  options: { flow?: Flow; flush?: (emit: (out: Out) => void) => Promise<void> | void } = {},
+): Stage<In, Out> {
+  const { flow, flush } = options;
+  return defineStage(
+    name,
+    (source) =>
+      new Observable<Out>((subscriber) => {
+        const queue: In[] = [];
+        let busy = false;
+        let inputDone = false;
+        let failed = false;
+        const emit = (out: Out) => subscriber.next(out);
+        const drain = async () => {
+          if (busy || failed) return;
+          busy = true;
+          try {
+            while (queue.length > 0) {
+              const item = queue.shift() as In;
+              try {
+                await process(item, emit);
+              } finally {
+                flow?.add(-1);
+              }
+            }
+            if (inputDone) {
+              if (flush) await flush(emit);
+              subscriber.complete();
+            }
+          } catch (err) {
+            failed = true;
+            for (let i = 0; i < queue.length; i++) flow?.add(-1);
+            queue.length = 0;
+            subscriber.error(err);
+          } finally {
+            busy = false;
+          }
+        };
+        const sub = source.subscribe({
+          next: (item) => {
+            flow?.add(1);
+            queue.push(item);
+            void drain();
+          },
+          error: (err) => subscriber.error(err),
+          complete: () => {
+            inputDone = true;
+            void drain();
+          },
+        });
+        return () => sub.unsubscribe();
+      }),
+  );
+}

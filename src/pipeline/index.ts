@@ -1,0 +1,13 @@
+export { asyncStage } from './async-stage.js';
+export { selectBackend, type BackendInfo } from './backend.js';
+export { definePipeline, type PipelineDefinition, type RunContext } from './define-pipeline.js';
+export { StopRequested, UserError, isUserError } from './errors.js';
+export { Flow } from './flow.js';
+export { fromPull } from './from-pull.js';
+export { Logger } from './logger.js';
+export { MetricsWriter } from './metrics.js';
+export { opt, type ConfigOf, type ConfigSchema, type Option } from './options.js';
+export { Progress } from './progress.js';
+export { RunState } from './run-state.js';
+export { defineStage, type Stage } from './stage.js';
+export { trackProgress } from './track-progress.js';

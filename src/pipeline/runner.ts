@@ -1,0 +1,194 @@
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { lastValueFrom, type Observable } from 'rxjs';
+import { writeFileAtomicSync } from '../util/atomic-write.js';
+import { selectBackend } from './backend.js';
+import { RUNNER_FLAGS_HELP, type RunnerArgs } from './cli-args.js';
+import { isPipelineDefinition, type PipelineDefinition, type RunContext } from './define-pipeline.js';
+import { UserError } from './errors.js';
+import { Flow } from './flow.js';
+import { Logger } from './logger.js';
+import { MetricsWriter } from './metrics.js';
+import type { ConfigSchema } from './options.js';
+import { Progress, type ProgressDisplay } from './progress.js';
+import { applyCliOverrides, applyJsonConfig, defaultsOf, formatOptionsHelp } from './resolve-config.js';
+import { RunState } from './run-state.js';
+
+export type RunStatus = 'completed' | 'interrupted' | 'failed';
+
+export interface RunOutcome {
+  status: RunStatus;
+  runDir: string;
+  result: unknown;
+}
+
+export interface RunnerIo {
+  stdout: (text: string) => void;
+  /** Where SIGINT handlers are installed; tests pass a stub to simulate Ctrl-C. */
+  signals: Pick<NodeJS.Process, 'on' | 'off'>;
+  isTTY: boolean;
+  cwd: string;
+}
+
+export async function loadPipeline(file: string, cwd: string): Promise<PipelineDefinition<ConfigSchema>> {
+  const abs = path.resolve(cwd, file);
+  if (!existsSync(abs)) throw new UserError(`Pipeline file not found: ${file}`);
+  const mod = (await import(pathToFileURL(abs).href)) as { default?: unknown };
+  if (!isPipelineDefinition(mod.default)) {
+    throw new UserError(`${file} does not default-export definePipeline({ name, description, config, build }).`);
+  }
+  return mod.default;
+}
+
+export function pipelineHelp(pipeline: PipelineDefinition<ConfigSchema>, file: string): string {
+  return [
+    `${pipeline.name}: ${pipeline.description}`,
+    '',
+    `Usage: npx run-pipeline ${file} [options]`,
+    '',
+    'Pipeline options:',
+    formatOptionsHelp(pipeline.config),
+    '',
+    RUNNER_FLAGS_HELP,
+    '',
+  ].join('\n');
+}
+
+function readJsonFile(file: string, what: string): unknown {
+  if (!existsSync(file)) throw new UserError(`${what} not found: ${file}`);
+  try {
+    return JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new UserError(`${file}: not valid JSON (${(e as Error).message}).`);
+  }
+}
+
+function timestamp(d = new Date()): string {
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}${p(d.getMonth() + 1)}${p(d.getDate())}-${p(d.getHours())}${p(d.getMinutes())}${p(d.getSeconds())}`;
+}
+
+function resolveRunDir(args: RunnerArgs, name: string, cwd: string): string {
+  if (args.resume) {
+    const dir = path.resolve(cwd, args.resume);
+    if (!existsSync(path.join(dir, 'config.json'))) {
+      throw new UserError(`--resume ${args.resume}: no config.json there; it is not a run directory.`);
+    }
+    if (args.out && path.resolve(cwd, args.out) !== dir) {
+      throw new UserError('--resume and --out name different directories; --resume continues the run in place.');
+    }
+    return dir;
+  }
+  const dir = path.resolve(cwd, args.out ?? path.join('runs', `${name}-${timestamp()}`));
+  if (existsSync(path.join(dir, 'config.json'))) {
+    throw new UserError(
+      `${dir} already holds a run. Continue it with --resume ${args.out ?? dir}, or choose another --out.`,
+    );
+  }
+  return dir;
+}
+
+/** Runs one pipeline file with parsed command-line arguments. Throws UserError for bad input. */
+export async function runPipeline(args: RunnerArgs, io: RunnerIo): Promise<RunOutcome | null> {
+  const pipeline = await loadPipeline(args.pipelineFile, io.cwd);
+  if (args.help) {
+    io.stdout(pipelineHelp(pipeline, args.pipelineFile));
+    return null;
+  }
+
+  let cfg = defaultsOf(pipeline.config);
+  if (args.resume) {
+    const saved = path.join(path.resolve(io.cwd, args.resume), 'config.json');
+    cfg = applyJsonConfig(pipeline.config, cfg, readJsonFile(saved, 'Saved config'), saved);
+  }
+  if (args.configFile) {
+    cfg = applyJsonConfig(pipeline.config, cfg, readJsonFile(args.configFile, 'Config file'), args.configFile);
+  }
+  cfg = applyCliOverrides(pipeline.config, cfg, args.overrides, pipeline.name);
+
+  const runDir = resolveRunDir(args, pipeline.name, io.cwd);
+  mkdirSync(runDir, { recursive: true });
+  writeFileAtomicSync(path.join(runDir, 'config.json'), `${JSON.stringify(cfg, null, 2)}\n`);
+
+  const log = new Logger(pipeline.name, path.join(runDir, 'run.log'));
+  const metrics = new MetricsWriter(path.join(runDir, 'metrics.jsonl'));
+  const display: ProgressDisplay = args.progress === 'auto' ? (io.isTTY ? 'tty' : 'plain') : args.progress;
+  const progress = new Progress({ name: pipeline.name, display, logger: log, metrics, logEverySeconds: args.logEverySeconds });
+  const flow = new Flow(args.maxInFlight);
+
+  const backend = await selectBackend(args.backend);
+  log.info(`${args.resume ? 'resuming' : 'run'} directory: ${runDir}`);
+  log.info(
+    `compute backend: ${backend.name} (${backend.package}, ${backend.threads} thread${backend.threads === 1 ? '' : 's'}; ${backend.reason})`,
+  );
+  const runInfo = {
+    pipeline: pipeline.name,
+    file: args.pipelineFile,
+    argv: process.argv.slice(2),
+    started: new Date().toISOString(),
+    resumed: Boolean(args.resume),
+    node: process.version,
+    backend,
+    max_in_flight: args.maxInFlight,
+    status: 'running' as RunStatus | 'running',
+  };
+  const writeRunInfo = () =>
+    writeFileAtomicSync(path.join(runDir, 'run.json'), `${JSON.stringify(runInfo, null, 2)}\n`);
+  writeRunInfo();
+  metrics.write('start', { pipeline: pipeline.name, resumed: runInfo.resumed, backend: backend.name, threads: backend.threads });
+
+  let interrupts = 0;
+  const onSigint = () => {
+    interrupts++;
+    if (interrupts === 1) {
+      log.warn('Ctrl-C: stopping after the work in flight and flushing outputs (Ctrl-C again to abort at once).');
+      flow.stop();
+    } else {
+      log.warn('aborted; outputs of the work in flight may be incomplete (completed files are intact).');
+      process.exit(130);
+    }
+  };
+  io.signals.on('SIGINT', onSigint);
+
+  const ctx: RunContext = {
+    pipelineName: pipeline.name,
+    runDir,
+    resume: Boolean(args.resume),
+    flow,
+    log,
+    metrics,
+    progress,
+    backend,
+    state: new RunState(path.join(runDir, 'state.json')),
+  };
+
+  let status: RunStatus = 'failed';
+  let result: unknown;
+  progress.start();
+  try {
+    const observable: Observable<unknown> = await pipeline.build(cfg, ctx);
+    result = await lastValueFrom(observable, { defaultValue: undefined });
+    status = flow.stopped ? 'interrupted' : 'completed';
+  } finally {
+    io.signals.off('SIGINT', onSigint);
+    progress.finish(status);
+    runInfo.status = status;
+    Object.assign(runInfo, { ended: new Date().toISOString() });
+    writeRunInfo();
+    metrics.write('end', { status });
+  }
+
+  if (result !== undefined && typeof result === 'object' && result !== null) {
+    writeFileAtomicSync(path.join(runDir, 'result.json'), `${JSON.stringify(result, null, 2)}\n`);
+    io.stdout(`${JSON.stringify(result, null, 2)}\n`);
+  }
+  if (status === 'interrupted') {
+    log.warn(
+      `interrupted; what was written is intact. Resume with: npx run-pipeline ${args.pipelineFile} --resume ${path.relative(io.cwd, runDir) || '.'}`,
+    );
+  } else {
+    log.info(`done; outputs in ${runDir}`);
+  }
+  return { status, runDir, result };
+}
