@@ -5,7 +5,9 @@ import { defineStage, type Stage } from './stage.js';
 /**
  * A stage whose work per item is asynchronous (a model forward, a file write, a training step).
  * Items are processed one at a time, in order. Each item counts towards `flow.pending` from arrival
- * until the outputs it produced have been delivered downstream, which is what lets sources hold back.
+ * until it is processed, which is what lets sources hold back. Its outputs are handed downstream
+ * after its count is released, so an item passing from one such stage to the next is never counted
+ * twice and `pending` is exactly the number of items waiting in or worked on by these stages.
  * `flush` runs after the input completes and may emit what the stage still holds.
  */
 export function asyncStage<In, Out>(
@@ -22,21 +24,22 @@ export function asyncStage<In, Out>(
         let busy = false;
         let inputDone = false;
         let failed = false;
-        const emit = (out: Out) => subscriber.next(out);
         const drain = async () => {
           if (busy || failed) return;
           busy = true;
           try {
             while (queue.length > 0) {
               const item = queue.shift() as In;
+              const outputs: Out[] = [];
               try {
-                await process(item, emit);
+                await process(item, (out) => outputs.push(out));
               } finally {
                 flow?.add(-1);
               }
+              for (const out of outputs) subscriber.next(out);
             }
             if (inputDone) {
-              if (flush) await flush(emit);
+              if (flush) await flush((out) => subscriber.next(out));
               subscriber.complete();
             }
           } catch (err) {

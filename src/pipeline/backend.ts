@@ -80,7 +80,10 @@ export async function selectBackend(request: BackendRequest): Promise<BackendInf
         name: 'wasm',
         package: '@tensorflow/tfjs-backend-wasm',
         threads: await wasmThreads(),
-        reason: request === 'auto' ? 'auto: no native TensorFlow binding; wasm is the fastest that loads' : 'requested',
+        reason:
+          request === 'auto'
+            ? 'auto: no native TensorFlow binding; wasm is the fastest that loads'
+            : 'requested',
       };
     } catch (e) {
       if (request === 'wasm') throw new UserError(`--backend wasm failed to load: ${(e as Error).message}`);

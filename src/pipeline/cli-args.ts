@@ -31,7 +31,15 @@ export const RUNNER_FLAGS_HELP = `Runner options (every pipeline):
   --log_every <seconds>  interval of plain progress lines and metrics.jsonl progress records (default: 10)
 Pipeline options: --key value, --key=value, --group.key value; booleans also as --key / --no-key.`;
 
-const RUNNER_VALUE_FLAGS = new Set(['config', 'out', 'resume', 'backend', 'max_in_flight', 'progress', 'log_every']);
+const RUNNER_VALUE_FLAGS = new Set([
+  'config',
+  'out',
+  'resume',
+  'backend',
+  'max_in_flight',
+  'progress',
+  'log_every',
+]);
 
 function normaliseRunnerFlag(name: string): string {
   // The runner's own flags are accepted with dashes too; pipeline options keep their exact names.
@@ -72,7 +80,8 @@ export function parseCliArgs(argv: readonly string[]): RunnerArgs {
     if (RUNNER_VALUE_FLAGS.has(runnerName)) {
       if (value === undefined) {
         const next = argv[i + 1];
-        if (next === undefined || next.startsWith('--')) throw new UserError(`Option --${name} needs a value.`);
+        if (next === undefined || next.startsWith('--'))
+          throw new UserError(`Option --${name} needs a value.`);
         value = next;
         i++;
       }
@@ -124,7 +133,9 @@ function setRunnerFlag(args: RunnerArgs, name: string, value: string): void {
       return;
     case 'progress':
       if (!(PROGRESS_MODES as readonly string[]).includes(value)) {
-        throw new UserError(`Option --progress: expected one of ${PROGRESS_MODES.join('|')}, got "${value}".`);
+        throw new UserError(
+          `Option --progress: expected one of ${PROGRESS_MODES.join('|')}, got "${value}".`,
+        );
       }
       args.progress = value as ProgressMode;
       return;

@@ -36,7 +36,9 @@ export interface PipelineDefinition<S extends ConfigSchema> {
   build(cfg: ConfigOf<S>, ctx: RunContext): Observable<unknown> | Promise<Observable<unknown>>;
 }
 
-export function definePipeline<const S extends ConfigSchema>(definition: PipelineDefinition<S>): PipelineDefinition<S> {
+export function definePipeline<const S extends ConfigSchema>(
+  definition: PipelineDefinition<S>,
+): PipelineDefinition<S> {
   if (!/^[a-z0-9][a-z0-9-]*$/.test(definition.name)) {
     throw new Error(`Pipeline name "${definition.name}" must be lowercase letters, digits and dashes.`);
   }

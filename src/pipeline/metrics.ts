@@ -10,7 +10,12 @@ export class MetricsWriter {
 
   write(event: string, values: Record<string, unknown>): void {
     if (!this.path) return;
-    const record = { event, time: new Date().toISOString(), elapsed_s: (Date.now() - this.start) / 1000, ...values };
+    const record = {
+      event,
+      time: new Date().toISOString(),
+      elapsed_s: (Date.now() - this.start) / 1000,
+      ...values,
+    };
     appendFileSync(this.path, `${JSON.stringify(record)}\n`);
   }
 }

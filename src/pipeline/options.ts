@@ -19,7 +19,11 @@ export interface Option<T> {
 export type ConfigSchema = { readonly [key: string]: Option<unknown> | ConfigSchema };
 
 export type ConfigOf<S extends ConfigSchema> = {
-  -readonly [K in keyof S]: S[K] extends Option<infer T> ? T : S[K] extends ConfigSchema ? ConfigOf<S[K]> : never;
+  -readonly [K in keyof S]: S[K] extends Option<infer T>
+    ? T
+    : S[K] extends ConfigSchema
+      ? ConfigOf<S[K]>
+      : never;
 };
 
 export function isOption(x: unknown): x is Option<unknown> {
@@ -32,9 +36,7 @@ const fail = (expected: string, got: unknown): never => {
 };
 export { OptionError };
 
-function make<T>(
-  spec: Omit<Option<T>, 'isOption' | 'format'> & { format?: (v: T) => string },
-): Option<T> {
+function make<T>(spec: Omit<Option<T>, 'isOption' | 'format'> & { format?: (v: T) => string }): Option<T> {
   const checked = spec.check(spec.default);
   return {
     isOption: true,
@@ -56,7 +58,12 @@ function boundsText(name: string, { min, max }: NumberBounds): string {
   return name;
 }
 
-function numberOption(defaultValue: number, doc: string, integer: boolean, bounds: NumberBounds): Option<number> {
+function numberOption(
+  defaultValue: number,
+  doc: string,
+  integer: boolean,
+  bounds: NumberBounds,
+): Option<number> {
   const typeName = boundsText(integer ? 'integer' : 'number', bounds);
   const check = (v: unknown): number => {
     if (typeof v !== 'number' || !Number.isFinite(v)) return fail(typeName, v);
@@ -157,7 +164,15 @@ export const opt = {
       doc: inner.doc,
       typeName: `${inner.typeName} or none`,
       check: (v) => (v === null ? null : inner.check(v)),
-      fromString: (raw) => (raw === 'none' || raw === 'null' ? null : inner.fromString(raw)),
+      fromString: (raw) => {
+        if (raw === 'none' || raw === 'null') return null;
+        try {
+          return inner.fromString(raw);
+        } catch (e) {
+          if (e instanceof OptionError) return fail(`${inner.typeName} or none`, raw);
+          throw e;
+        }
+      },
       format: (v) => (v === null ? 'none' : inner.format(v)),
     }),
 

@@ -82,7 +82,8 @@ export class Progress {
     }
     const snap = this.snapshot();
     this.options.metrics.write('progress', { ...flatten(snap), final: true, status });
-    if (this.options.display !== 'none') this.options.logger.info(`${status}: ${formatProgressLine('done', snap)}`);
+    if (this.options.display !== 'none')
+      this.options.logger.info(`${status}: ${formatProgressLine('done', snap)}`);
     return snap;
   }
 

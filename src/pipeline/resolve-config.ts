@@ -133,7 +133,8 @@ export function formatOptionsHelp(schema: ConfigSchema): string {
   const width = Math.min(48, Math.max(0, ...rows.map((r) => r.flag.length)));
   return rows
     .map((r) => {
-      const pad = r.flag.length > width ? `\n${' '.repeat(width + 4)}` : ' '.repeat(width - r.flag.length + 2);
+      const pad =
+        r.flag.length > width ? `\n${' '.repeat(width + 4)}` : ' '.repeat(width - r.flag.length + 2);
       return `  ${r.flag}${pad}${r.doc} (default: ${r.def})`;
     })
     .join('\n');

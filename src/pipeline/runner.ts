@@ -36,7 +36,9 @@ export async function loadPipeline(file: string, cwd: string): Promise<PipelineD
   if (!existsSync(abs)) throw new UserError(`Pipeline file not found: ${file}`);
   const mod = (await import(pathToFileURL(abs).href)) as { default?: unknown };
   if (!isPipelineDefinition(mod.default)) {
-    throw new UserError(`${file} does not default-export definePipeline({ name, description, config, build }).`);
+    throw new UserError(
+      `${file} does not default-export definePipeline({ name, description, config, build }).`,
+    );
   }
   return mod.default;
 }
@@ -76,7 +78,9 @@ function resolveRunDir(args: RunnerArgs, name: string, cwd: string): string {
       throw new UserError(`--resume ${args.resume}: no config.json there; it is not a run directory.`);
     }
     if (args.out && path.resolve(cwd, args.out) !== dir) {
-      throw new UserError('--resume and --out name different directories; --resume continues the run in place.');
+      throw new UserError(
+        '--resume and --out name different directories; --resume continues the run in place.',
+      );
     }
     return dir;
   }
@@ -97,24 +101,35 @@ export async function runPipeline(args: RunnerArgs, io: RunnerIo): Promise<RunOu
     return null;
   }
 
+  const runDir = resolveRunDir(args, pipeline.name, io.cwd);
   let cfg = defaultsOf(pipeline.config);
   if (args.resume) {
     const saved = path.join(path.resolve(io.cwd, args.resume), 'config.json');
     cfg = applyJsonConfig(pipeline.config, cfg, readJsonFile(saved, 'Saved config'), saved);
   }
   if (args.configFile) {
-    cfg = applyJsonConfig(pipeline.config, cfg, readJsonFile(args.configFile, 'Config file'), args.configFile);
+    cfg = applyJsonConfig(
+      pipeline.config,
+      cfg,
+      readJsonFile(args.configFile, 'Config file'),
+      args.configFile,
+    );
   }
   cfg = applyCliOverrides(pipeline.config, cfg, args.overrides, pipeline.name);
 
-  const runDir = resolveRunDir(args, pipeline.name, io.cwd);
   mkdirSync(runDir, { recursive: true });
   writeFileAtomicSync(path.join(runDir, 'config.json'), `${JSON.stringify(cfg, null, 2)}\n`);
 
   const log = new Logger(pipeline.name, path.join(runDir, 'run.log'));
   const metrics = new MetricsWriter(path.join(runDir, 'metrics.jsonl'));
   const display: ProgressDisplay = args.progress === 'auto' ? (io.isTTY ? 'tty' : 'plain') : args.progress;
-  const progress = new Progress({ name: pipeline.name, display, logger: log, metrics, logEverySeconds: args.logEverySeconds });
+  const progress = new Progress({
+    name: pipeline.name,
+    display,
+    logger: log,
+    metrics,
+    logEverySeconds: args.logEverySeconds,
+  });
   const flow = new Flow(args.maxInFlight);
 
   const backend = await selectBackend(args.backend);
@@ -136,13 +151,20 @@ export async function runPipeline(args: RunnerArgs, io: RunnerIo): Promise<RunOu
   const writeRunInfo = () =>
     writeFileAtomicSync(path.join(runDir, 'run.json'), `${JSON.stringify(runInfo, null, 2)}\n`);
   writeRunInfo();
-  metrics.write('start', { pipeline: pipeline.name, resumed: runInfo.resumed, backend: backend.name, threads: backend.threads });
+  metrics.write('start', {
+    pipeline: pipeline.name,
+    resumed: runInfo.resumed,
+    backend: backend.name,
+    threads: backend.threads,
+  });
 
   let interrupts = 0;
   const onSigint = () => {
     interrupts++;
     if (interrupts === 1) {
-      log.warn('Ctrl-C: stopping after the work in flight and flushing outputs (Ctrl-C again to abort at once).');
+      log.warn(
+        'Ctrl-C: stopping after the work in flight and flushing outputs (Ctrl-C again to abort at once).',
+      );
       flow.stop();
     } else {
       log.warn('aborted; outputs of the work in flight may be incomplete (completed files are intact).');
