@@ -54,7 +54,7 @@ describe('run-pipeline CLI', () => {
     expect(r.stderr).toMatch(/Resume with: npx run-pipeline test\/pipelines\/slow-count\.ts --resume /);
     expect(JSON.parse(readFileSync(path.join(dir, 'run.json'), 'utf8')).status).toBe('interrupted');
     // Plain (non-TTY) progress lines were written, and the same numbers went to metrics.jsonl.
-    expect(r.stderr).toMatch(/\[progress\] \d+ batches · \d+ tokens · [\d.]+k? tok\/s/);
+    expect(r.stderr).toMatch(/\[slow-count\] progress: \d+ batches · \d+ tokens · [\d.]+k? tok\/s/);
     const progress = readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8')
       .trim()
       .split('\n')

@@ -12,9 +12,7 @@ describe('progress formatting', () => {
   it('has no ETA without a total', () => {
     const s = snapshot(10, 20, 5000, undefined, { loss: 0.123456 });
     expect(s.eta_s).toBeUndefined();
-    expect(formatProgressLine('run', s)).toBe(
-      '[run] 20 batches · 5000 tokens · 500 tok/s · elapsed 10s · loss 0.1235',
-    );
+    expect(formatProgressLine(s)).toBe('20 batches · 5000 tokens · 500 tok/s · elapsed 10s · loss 0.1235');
   });
 
   it('formats durations', () => {
@@ -25,8 +23,8 @@ describe('progress formatting', () => {
   });
 
   it('shows percentage and ETA when the total is known', () => {
-    expect(formatProgressLine('q', snapshot(2, 4, 1.5e6, 3e6, {}))).toBe(
-      '[q] 4 batches · 1.50M tokens · 750.0k tok/s · 50.0% · ETA 2s · elapsed 2s',
+    expect(formatProgressLine(snapshot(2, 4, 1.5e6, 3e6, {}))).toBe(
+      '4 batches · 1.50M tokens · 750.0k tok/s · 50.0% · ETA 2s · elapsed 2s',
     );
   });
 });

@@ -61,7 +61,7 @@ function formatExtra(extra: Record<string, number>): string {
     .join(' · ');
 }
 
-export function formatProgressLine(name: string, s: ProgressSnapshot): string {
+export function formatProgressLine(s: ProgressSnapshot): string {
   const parts = [
     `${formatCount(s.items)} batches`,
     `${formatCount(s.tokens)} tokens`,
@@ -72,5 +72,5 @@ export function formatProgressLine(name: string, s: ProgressSnapshot): string {
   parts.push(`elapsed ${formatDuration(s.elapsed_s)}`);
   const extra = formatExtra(s.extra);
   if (extra) parts.push(extra);
-  return `[${name}] ${parts.join(' · ')}`;
+  return parts.join(' · ');
 }

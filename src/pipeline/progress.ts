@@ -82,8 +82,7 @@ export class Progress {
     }
     const snap = this.snapshot();
     this.options.metrics.write('progress', { ...flatten(snap), final: true, status });
-    if (this.options.display !== 'none')
-      this.options.logger.info(`${status}: ${formatProgressLine('done', snap)}`);
+    if (this.options.display !== 'none') this.options.logger.info(`${status}: ${formatProgressLine(snap)}`);
     return snap;
   }
 
@@ -96,13 +95,16 @@ export class Progress {
   private record(final: boolean): void {
     const snap = this.snapshot();
     this.options.metrics.write('progress', { ...flatten(snap), final });
-    if (this.options.display === 'plain') this.options.logger.info(formatProgressLine('progress', snap));
+    if (this.options.display === 'plain') this.options.logger.info(`progress: ${formatProgressLine(snap)}`);
   }
 
   private draw(): void {
     if (this.options.display !== 'tty' || this.redrawTimer === null) return;
     const columns = this.stream.columns ?? 120;
-    const line = formatProgressLine(this.options.name, this.snapshot()).slice(0, Math.max(20, columns - 1));
+    const line = `[${this.options.name}] ${formatProgressLine(this.snapshot())}`.slice(
+      0,
+      Math.max(20, columns - 1),
+    );
     this.stream.write(`\r\x1b[2K${line}`);
     this.lineShown = true;
   }
