@@ -32,15 +32,26 @@ export default definePipeline({
         disableConcatSequences: cfg.disable_concat_sequences,
       }),
       trackProgress(ctx.progress, (b) => ({ items: 1, tokens: b.batchSize * b.contextSize })),
-      reduce((acc, b) => ({ windows: acc.windows + b.batchSize, tokens: acc.tokens + b.batchSize * b.contextSize }), {
-        windows: 0,
-        tokens: 0,
-      }),
+      reduce(
+        (acc, b) => ({
+          windows: acc.windows + b.batchSize,
+          tokens: acc.tokens + b.batchSize * b.contextSize,
+        }),
+        {
+          windows: 0,
+          tokens: 0,
+        },
+      ),
       map((packed) => {
         ctx.log.info(
           `${documents} documents, ${documentTokens} GPT-2 tokens -> ${packed.windows} windows of ${cfg.context_size} tokens`,
         );
-        return { documents, document_tokens: documentTokens, windows: packed.windows, window_tokens: packed.tokens };
+        return {
+          documents,
+          document_tokens: documentTokens,
+          windows: packed.windows,
+          window_tokens: packed.tokens,
+        };
       }),
     );
   },
