@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { from, lastValueFrom, toArray } from 'rxjs';
 import { UserError } from '../src/pipeline/errors.js';
-import { mulberry32, randomInt } from '../src/stages/text/random.js';
+import { mulberry32, randomInt } from '../src/util/random.js';
 import { pack, packTokens, TokenPacker, type PackOptions } from '../src/stages/text/pack.js';
 import type { TokenBatch } from '../src/stages/text/types.js';
 

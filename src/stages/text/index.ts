@@ -11,8 +11,8 @@ export {
 } from './tokenize.js';
 export { TokenPacker, pack, packTokens, resolvePackOptions } from './pack.js';
 export type { PackOptions, SpecialToken } from './pack.js';
-export { bufferedShuffle, mulberry32, randomInt, shuffleInPlace } from './random.js';
-export type { Random } from './random.js';
+export { bufferedShuffle, mulberry32, randomInt, shuffleInPlace } from '../../util/random.js';
+export type { Random } from '../../util/random.js';
 export { EMBEDDED_CORPORA, isCorpusName, loadCorpus } from './sources/corpora.js';
 export type { CorpusName } from './sources/corpora.js';
 export { describeDataset, formatOf, resolveDataset } from './sources/dataset.js';

@@ -2,7 +2,7 @@ import type { Observable } from 'rxjs';
 import { UserError } from '../../../pipeline/errors.js';
 import type { Flow } from '../../../pipeline/flow.js';
 import { fromPull } from '../../../pipeline/from-pull.js';
-import { bufferedShuffle, mulberry32, shuffleInPlace } from '../random.js';
+import { bufferedShuffle, mulberry32, shuffleInPlace } from '../../../util/random.js';
 import type { Document } from '../types.js';
 import { loadCorpus } from './corpora.js';
 import { describeDataset, formatOf, resolveDataset, type DatasetDescription } from './dataset.js';

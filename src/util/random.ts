@@ -1,5 +1,5 @@
 /**
- * Small seeded pseudo-random numbers for reproducible document order. Math.random cannot be seeded,
+ * Small seeded pseudo-random numbers for reproducible shuffles (documents, activation buffers). Math.random cannot be seeded,
  * and a run must shuffle the same way when it is repeated or resumed.
  */
 
@@ -12,16 +12,37 @@ export type Random = () => number;
  * nearby seeds (0, 1, 2) give unrelated streams.
  */
 export function mulberry32(seed: number): Random {
-  if (!Number.isSafeInteger(seed)) throw new RangeError(`seed must be an integer, got ${seed}`);
-  // Fold the high bits of seeds beyond 32 bits in, so that 2**32 + 1 differs from 1.
-  let state = mix32((seed >>> 0) ^ Math.floor(seed / 2 ** 32));
-  return () => {
-    state = (state + 0x6d2b79f5) | 0;
-    let t = state;
+  const rng = new Mulberry32(seed);
+  return () => rng.next();
+}
+
+/**
+ * mulberry32 with its 32-bit state exposed, for streams that must resume exactly where an interrupted
+ * run stopped (save `state`, restore it with `Mulberry32.fromState`).
+ */
+export class Mulberry32 {
+  state: number;
+
+  constructor(seed: number) {
+    if (!Number.isSafeInteger(seed)) throw new RangeError(`seed must be an integer, got ${seed}`);
+    // Fold the high bits of seeds beyond 32 bits in, so that 2**32 + 1 differs from 1.
+    this.state = mix32((seed >>> 0) ^ Math.floor(seed / 2 ** 32)) | 0;
+  }
+
+  static fromState(state: number): Mulberry32 {
+    const rng = new Mulberry32(0);
+    rng.state = state | 0;
+    return rng;
+  }
+
+  /** A float in [0, 1). */
+  next(): number {
+    this.state = (this.state + 0x6d2b79f5) | 0;
+    let t = this.state;
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  }
 }
 
 /** murmur3's finaliser: spreads every input bit over the output. */
