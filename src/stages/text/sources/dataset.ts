@@ -2,6 +2,7 @@ import { readdir, stat } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import path from 'node:path';
 import { glob, isDynamicPattern } from 'tinyglobby';
+import { resolveDatasetFiles } from '../../../hub/datasets.js';
 import { UserError } from '../../../pipeline/errors.js';
 import { EMBEDDED_CORPORA, isCorpusName, type CorpusName } from './corpora.js';
 
@@ -64,10 +65,19 @@ export async function resolveDataset(spec: string, opts: { cwd?: string } = {}):
   if (formatOf(spec)) {
     throw new UserError(`file not found: ${spec}${target === spec ? '' : ` (resolved to ${target})`}`);
   }
+  if (HUB_DATASET_ID.test(spec)) {
+    // A Hugging Face dataset id: its Parquet files, from the local cache or downloaded into it.
+    const resolved = await resolveDatasetFiles(spec);
+    const files = resolved.files.filter((f) => formatOf(f) !== undefined).sort(byCodePoint);
+    if (files.length === 0) throw new UserError(`Hugging Face dataset ${spec} has no ${SUPPORTED} files`);
+    return { kind: 'files', spec, files };
+  }
   throw new UserError(
-    `dataset '${spec}' not found: not a file, directory or glob pattern, nor an embedded corpus (${EMBEDDED_CORPORA.join(', ')})`,
+    `dataset '${spec}' not found: not a file, directory or glob pattern, nor an embedded corpus (${EMBEDDED_CORPORA.join(', ')}), nor a Hugging Face dataset id (org/name)`,
   );
 }
+
+const HUB_DATASET_ID = /^[A-Za-z0-9][\w.-]*\/[A-Za-z0-9][\w.-]*$/;
 
 async function supportedFilesIn(dir: string): Promise<string[]> {
   const entries = await readdir(dir, { recursive: true });
