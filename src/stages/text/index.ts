@@ -24,3 +24,4 @@ export type { FieldChoice, FieldOptions } from './sources/fields.js';
 export { readJsonl } from './sources/jsonl.js';
 export { openParquet, parquetColumnNames, readParquet } from './sources/parquet.js';
 export { readPlainText } from './sources/plain-text.js';
+export { windowRange } from './window-range.js';
