@@ -24,11 +24,13 @@ export function asyncStage<In, Out>(
         let busy = false;
         let inputDone = false;
         let failed = false;
+        // Set when downstream unsubscribed (it completed early or the pipeline failed): stop working.
+        let closed = false;
         const drain = async () => {
           if (busy || failed) return;
           busy = true;
           try {
-            while (queue.length > 0) {
+            while (queue.length > 0 && !closed) {
               const item = queue.shift() as In;
               const outputs: Out[] = [];
               try {
@@ -38,7 +40,7 @@ export function asyncStage<In, Out>(
               }
               for (const out of outputs) subscriber.next(out);
             }
-            if (inputDone) {
+            if (inputDone && !closed) {
               if (flush) await flush((out) => subscriber.next(out));
               subscriber.complete();
             }
@@ -63,7 +65,12 @@ export function asyncStage<In, Out>(
             void drain();
           },
         });
-        return () => sub.unsubscribe();
+        return () => {
+          closed = true;
+          for (let i = 0; i < queue.length; i++) flow?.add(-1);
+          queue.length = 0;
+          sub.unsubscribe();
+        };
       }),
   );
 }

@@ -1,0 +1,2 @@
+export * from './activation-batch.js';
+export * from './activation-batch-ops.js';

@@ -1,0 +1,127 @@
+import { openAsBlob } from 'node:fs';
+import { type RecordBatch, type Schema, Table, tableFromIPC, tableToIPC } from 'apache-arrow';
+import * as parquetWasm from 'parquet-wasm';
+import { UserError } from '../../pipeline/errors.js';
+
+/**
+ * Parquet encoding and decoding through parquet-wasm (arrow-rs compiled to WebAssembly): it writes real
+ * `FixedSizeList<Float32 | Float16>` columns that pyarrow and DuckDB read, and decodes them straight into
+ * Arrow buffers. See docs/parquet-library.md for the measurements behind this choice.
+ *
+ * In Node, the `parquet-wasm` entry resolves to its CommonJS build, which instantiates the module
+ * synchronously on import: there is no init() to await.
+ */
+
+export type ParquetCompression = 'none' | 'snappy' | 'zstd';
+export const PARQUET_COMPRESSIONS: readonly ParquetCompression[] = ['none', 'snappy', 'zstd'];
+
+export interface ParquetEncodeOptions {
+  readonly compression: ParquetCompression;
+  /** Rows per row group: the unit a reader decompresses at once, so it bounds the reader's memory. */
+  readonly rowGroupRows: number;
+}
+
+const CODECS: Record<ParquetCompression, parquetWasm.Compression> = {
+  none: parquetWasm.Compression.UNCOMPRESSED,
+  snappy: parquetWasm.Compression.SNAPPY,
+  zstd: parquetWasm.Compression.ZSTD,
+};
+
+/**
+ * Encodes one record batch as a complete Parquet file in memory. The output depends only on the batch's
+ * contents and the options (no timestamps), which is what makes resumed caches byte-identical.
+ */
+export function encodeParquet(batch: RecordBatch, options: ParquetEncodeOptions): Uint8Array {
+  const ipc = tableToIPC(new Table([batch]), 'stream');
+  // Random-looking float activations gain nothing from dictionaries, and min/max statistics of list
+  // elements cost time without helping any reader skip rows.
+  const properties = new parquetWasm.WriterPropertiesBuilder()
+    .setCompression(CODECS[options.compression])
+    .setMaxRowGroupSize(options.rowGroupRows)
+    .setDictionaryEnabled(false)
+    .setStatisticsEnabled(parquetWasm.EnabledStatistics.None)
+    .build();
+  const table = parquetWasm.Table.fromIPCStream(ipc);
+  // writeParquet takes ownership of (and frees) both wasm objects.
+  return parquetWasm.writeParquet(table, properties);
+}
+
+/** An open Parquet file: its footer is parsed, column data is read on demand. */
+export interface ParquetSource {
+  readonly path: string;
+  readonly numRows: number;
+  readonly numRowGroups: number;
+  /** The Arrow schema of the file (from its ARROW:schema metadata when present, else from the Parquet schema). */
+  readonly schema: Schema;
+  /** Streams record batches of at most `batchSize` rows holding only `columns` (all when omitted). */
+  batches(options: { columns?: readonly string[]; batchSize: number }): AsyncIterable<RecordBatch>;
+  close(): void;
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** Opens a Parquet file for reading; a missing, truncated or corrupt footer is a UserError naming the file. */
+export async function openParquet(path: string): Promise<ParquetSource> {
+  let file: parquetWasm.ParquetFile;
+  try {
+    file = await parquetWasm.ParquetFile.fromFile(await openAsBlob(path));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new UserError(`${path}: file not found`);
+    throw new UserError(`${path}: not a readable Parquet file (${describe(err)})`, { cause: err });
+  }
+  try {
+    const metadata = file.metadata();
+    const fileMetadata = metadata.fileMetadata();
+    const numRows = fileMetadata.numRows();
+    const numRowGroups = metadata.numRowGroups();
+    fileMetadata.free();
+    metadata.free();
+    const schema = tableFromIPC(file.schema().intoIPCStream()).schema;
+    return {
+      path,
+      numRows,
+      numRowGroups,
+      schema,
+      batches: (options) => readBatches(file, path, options),
+      close: () => file.free(),
+    };
+  } catch (err) {
+    file.free();
+    throw new UserError(`${path}: cannot read the Parquet schema (${describe(err)})`, { cause: err });
+  }
+}
+
+async function* readBatches(
+  file: parquetWasm.ParquetFile,
+  path: string,
+  options: { columns?: readonly string[]; batchSize: number },
+): AsyncGenerator<RecordBatch> {
+  let stream: ReadableStream<parquetWasm.RecordBatch>;
+  try {
+    stream = await file.stream({
+      batchSize: options.batchSize,
+      ...(options.columns ? { columns: [...options.columns] } : {}),
+    });
+  } catch (err) {
+    throw new UserError(`${path}: cannot read Parquet data (${describe(err)})`, { cause: err });
+  }
+  const reader = stream.getReader();
+  try {
+    for (;;) {
+      let step: Awaited<ReturnType<typeof reader.read>>;
+      try {
+        step = await reader.read();
+      } catch (err) {
+        throw new UserError(`${path}: corrupt Parquet data (${describe(err)})`, { cause: err });
+      }
+      if (step.done) return;
+      // intoIPCStream frees the wasm batch; the Arrow JS table views the returned bytes without copying.
+      const table = tableFromIPC(step.value.intoIPCStream());
+      for (const batch of table.batches) yield batch;
+    }
+  } finally {
+    await reader.cancel().catch(() => undefined);
+  }
+}
