@@ -13,6 +13,8 @@ export interface RunnerArgs {
   out?: string;
   resume?: string;
   backend: BackendRequest;
+  /** Whether --backend was given (a resumed run otherwise keeps its original backend). */
+  backendGiven: boolean;
   maxInFlight: number;
   progress: ProgressMode;
   logEverySeconds: number;
@@ -52,6 +54,7 @@ export function parseCliArgs(argv: readonly string[]): RunnerArgs {
     pipelineFile: '',
     help: false,
     backend: 'auto',
+    backendGiven: false,
     maxInFlight: 4,
     progress: 'auto',
     logEverySeconds: 10,
@@ -130,6 +133,7 @@ function setRunnerFlag(args: RunnerArgs, name: string, value: string): void {
         throw new UserError(`Option --backend: expected one of ${BACKENDS.join('|')}, got "${value}".`);
       }
       args.backend = value as BackendRequest;
+      args.backendGiven = true;
       return;
     case 'progress':
       if (!(PROGRESS_MODES as readonly string[]).includes(value)) {

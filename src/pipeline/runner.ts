@@ -4,7 +4,7 @@ import { pathToFileURL } from 'node:url';
 import { lastValueFrom, type Observable } from 'rxjs';
 import { writeFileAtomicSync } from '../util/atomic-write.js';
 import { selectBackend } from './backend.js';
-import { RUNNER_FLAGS_HELP, type RunnerArgs } from './cli-args.js';
+import { RUNNER_FLAGS_HELP, type BackendRequest, type RunnerArgs } from './cli-args.js';
 import { isPipelineDefinition, type PipelineDefinition, type RunContext } from './define-pipeline.js';
 import { UserError } from './errors.js';
 import { Flow } from './flow.js';
@@ -93,6 +93,24 @@ function resolveRunDir(args: RunnerArgs, name: string, cwd: string): string {
   return dir;
 }
 
+/**
+ * A resumed run uses the backend of the run it continues unless told otherwise: kernels of different
+ * backends round differently, and a resumed run should give the results of an uninterrupted one.
+ */
+function resumedBackend(args: RunnerArgs, runDir: string): BackendRequest {
+  if (args.backendGiven) return args.backend;
+  try {
+    const info = JSON.parse(readFileSync(path.join(runDir, 'run.json'), 'utf8')) as {
+      backend?: { name?: string };
+    };
+    const name = info.backend?.name;
+    if (name === 'wasm' || name === 'cpu' || name === 'tensorflow') return name;
+  } catch {
+    // No readable run.json: fall back to the requested backend.
+  }
+  return args.backend;
+}
+
 /** Runs one pipeline file with parsed command-line arguments. Throws UserError for bad input. */
 export async function runPipeline(args: RunnerArgs, io: RunnerIo): Promise<RunOutcome | null> {
   const pipeline = await loadPipeline(args.pipelineFile, io.cwd);
@@ -132,7 +150,7 @@ export async function runPipeline(args: RunnerArgs, io: RunnerIo): Promise<RunOu
   });
   const flow = new Flow(args.maxInFlight);
 
-  const backend = await selectBackend(args.backend);
+  const backend = await selectBackend(args.resume ? resumedBackend(args, runDir) : args.backend);
   log.info(`${args.resume ? 'resuming' : 'run'} directory: ${runDir}`);
   log.info(
     `compute backend: ${backend.name} (${backend.package}, ${backend.threads} thread${backend.threads === 1 ? '' : 's'}; ${backend.reason})`,

@@ -1,0 +1,105 @@
+// Runs a GPT-2-architecture model over a dataset and writes the activations at the requested hooks to a
+// Parquet activation cache (manifest.json + shard-NNNNN.parquet) in the run directory.
+import { map, reduce } from 'rxjs';
+import { loadGpt2, WEIGHT_PROCESSINGS } from '../src/model/index.js';
+import { definePipeline, opt, trackProgress, UserError } from '../src/pipeline/index.js';
+import {
+  cacheWriter,
+  openCacheForResume,
+  PARQUET_COMPRESSIONS,
+  skipActivationRows,
+} from '../src/stages/cache/index.js';
+import { modelActivations, resolveModelSource } from '../src/stages/model/index.js';
+import { documentSource, pack, tokenize, windowRange } from '../src/stages/text/index.js';
+
+export default definePipeline({
+  name: 'cache-activations',
+  description: 'Capture model activations at hook points into a Parquet activation cache.',
+  config: {
+    model: opt.string(
+      'tiny-gpt2',
+      'model: tiny-gpt2 (embedded), a Hugging Face directory, or a hub name like gpt2',
+    ),
+    dataset: opt.string(
+      'moby-dick',
+      'text file, directory, glob, embedded corpus, or Hugging Face dataset id',
+    ),
+    hooks: opt.list(['blocks.0.hook_resid_post'], 'hook names or patterns (blocks.*.hook_resid_post)'),
+    context_size: opt.int(128, 'tokens per context window', { min: 2 }),
+    batch_size: opt.int(16, 'context windows per model forward', { min: 1 }),
+    max_tokens: opt.nullable(
+      opt.int(1, 'stop after this many tokens (whole windows); none: the whole dataset', { min: 1 }),
+      null,
+    ),
+    processing: opt.choice(
+      WEIGHT_PROCESSINGS,
+      'none',
+      'weight processing (center_writing_weights as TransformerLens)',
+    ),
+    prepend_bos: opt.boolean(true, 'start every window with BOS (SAELens prepend_bos)'),
+    disable_concat_sequences: opt.boolean(false, 'never join documents inside one window'),
+    shuffle: opt.boolean(false, 'shuffle documents (deterministic given seed)'),
+    seed: opt.int(42, 'random seed of the document shuffle', { min: 0 }),
+    dtype: opt.choice(['float32', 'float16'], 'float32', 'element type of the cached activations'),
+    shard_size_mb: opt.number(256, 'target shard size in MiB (uncompressed)', { min: 0.001 }),
+    compression: opt.choice(PARQUET_COMPRESSIONS, 'snappy', 'Parquet compression'),
+  },
+  async build(cfg, ctx) {
+    const source = await resolveModelSource(cfg.model);
+    ctx.log.info(`model: ${source.description}`);
+    const model = await loadGpt2(source.dir, { processing: cfg.processing });
+    if (cfg.context_size > model.config.nPositions) {
+      throw new UserError(
+        `--context_size ${cfg.context_size} exceeds the model's n_positions (${model.config.nPositions})`,
+      );
+    }
+    const resume = openCacheForResume(ctx.runDir);
+    // Skip whole model batches only, so every forward sees the same batch as in an uninterrupted run
+    // (kernels may round differently for other batch shapes); the remainder is skipped row by row.
+    const rowsPerBatch = cfg.batch_size * cfg.context_size;
+    const skipWindows = Math.floor(resume.completeRows / rowsPerBatch) * cfg.batch_size;
+    const skipRows = resume.completeRows - skipWindows * cfg.context_size;
+    const maxWindows = cfg.max_tokens === null ? null : Math.ceil(cfg.max_tokens / cfg.context_size);
+    if (resume.completeRows > 0) ctx.log.info(`resuming after ${resume.completeRows} cached tokens`);
+    if (maxWindows !== null) ctx.progress.setTotal(maxWindows * cfg.context_size);
+    ctx.progress.advance({ tokens: resume.completeRows });
+
+    return documentSource(cfg.dataset, { shuffle: cfg.shuffle, seed: cfg.seed }, ctx.flow).pipe(
+      tokenize(),
+      pack({
+        contextSize: cfg.context_size,
+        batchSize: cfg.batch_size,
+        prependBos: cfg.prepend_bos,
+        disableConcatSequences: cfg.disable_concat_sequences,
+      }),
+      windowRange({ take: maxWindows }),
+      windowRange({ skip: skipWindows }),
+      modelActivations({ model, hooks: cfg.hooks, dtype: cfg.dtype, flow: ctx.flow }),
+      skipActivationRows(skipRows),
+      trackProgress(ctx.progress, (b) => ({ items: 1, tokens: b.numRows })),
+      cacheWriter({
+        dir: ctx.runDir,
+        dtype: cfg.dtype,
+        compression: cfg.compression,
+        shardSizeMb: cfg.shard_size_mb,
+        resume: ctx.resume,
+        flow: ctx.flow,
+        provenance: {
+          model: source.name,
+          contextSize: cfg.context_size,
+          prependBos: cfg.prepend_bos,
+          dataset: cfg.dataset,
+          tokenizer: 'gpt2',
+        },
+      }),
+      reduce((acc, shard) => ({ shards: shard.shard + 1, tokens: shard.totalRows }), {
+        shards: resume.manifest?.shards.length ?? 0,
+        tokens: resume.completeRows,
+      }),
+      map((written) => {
+        model.dispose();
+        return { cache: ctx.runDir, ...written, hooks: cfg.hooks };
+      }),
+    );
+  },
+});

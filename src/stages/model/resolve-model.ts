@@ -1,0 +1,47 @@
+import { existsSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { resolveModel } from '../../hub/models.js';
+
+/** The model that ships with saeflow (see models/tiny-gpt2/README.md): used when no network is needed. */
+export const EMBEDDED_MODEL_NAME = 'tiny-gpt2';
+export const EMBEDDED_MODEL_DIR = path.resolve(
+  path.dirname(fileURLToPath(import.meta.url)),
+  '..',
+  '..',
+  '..',
+  'models',
+  EMBEDDED_MODEL_NAME,
+);
+
+export interface ResolvedModelSource {
+  dir: string;
+  /** How it was found, for the run log. */
+  description: string;
+  /** A short name for manifests and SAE configs (`gpt2`, `tiny-gpt2`, or the directory's name). */
+  name: string;
+}
+
+/**
+ * A `model` option: the embedded model's name, a local Hugging Face directory, or a hub name/alias
+ * (`gpt2`, `openai-community/gpt2`), looked up in the Hugging Face cache and downloaded when allowed.
+ */
+export async function resolveModelSource(spec: string, cwd = process.cwd()): Promise<ResolvedModelSource> {
+  if (spec === EMBEDDED_MODEL_NAME) {
+    return {
+      dir: EMBEDDED_MODEL_DIR,
+      description: `embedded model ${EMBEDDED_MODEL_DIR}`,
+      name: EMBEDDED_MODEL_NAME,
+    };
+  }
+  const local = path.resolve(cwd, spec);
+  if (existsSync(local) && statSync(local).isDirectory()) {
+    return { dir: local, description: `local directory ${local}`, name: path.basename(local) };
+  }
+  const found = await resolveModel(spec, { files: ['config.json', 'model.safetensors'] });
+  return {
+    dir: found.dir,
+    description: `${found.repoId ?? spec} from the Hugging Face ${found.source === 'download' ? 'hub' : 'cache'} (${found.dir})`,
+    name: spec,
+  };
+}
