@@ -1,0 +1,120 @@
+// GPT-2 small forward throughput (random weights): our engine on each available TensorFlow.js backend,
+// and PyTorch doing the same work in the same run when `python3` can import torch and transformers.
+//
+//   npx tsx bench/gpt2-forward.ts [--batch 8] [--context 128] [--stop_layer 8] [--iters 3] [--backends wasm,cpu]
+//
+// The forward stops at blocks.<stop_layer>.hook_resid_pre, as an activation store does for one hook.
+import { spawnSync } from 'node:child_process';
+import { parseArgs } from 'node:util';
+import { Gpt2Model, type Gpt2Config, type Gpt2Weights } from '../src/model/index.js';
+import { selectBackend } from '../src/pipeline/backend.js';
+import { Mulberry32 } from '../src/util/random.js';
+
+const { values } = parseArgs({
+  options: {
+    batch: { type: 'string', default: '8' },
+    context: { type: 'string', default: '128' },
+    stop_layer: { type: 'string', default: '8' },
+    iters: { type: 'string', default: '3' },
+    backends: { type: 'string', default: 'wasm' },
+    python: { type: 'string', default: 'python3' },
+  },
+});
+const batch = Number(values.batch);
+const context = Number(values.context);
+const stopLayer = Number(values.stop_layer);
+const iters = Number(values.iters);
+
+const config: Gpt2Config = {
+  nLayer: 12,
+  nHead: 12,
+  nEmbd: 768,
+  nPositions: 1024,
+  vocabSize: 50257,
+  layerNormEpsilon: 1e-5,
+  activationFunction: 'gelu_new',
+  dHead: 64,
+  dMlp: 3072,
+};
+
+function randomWeights(c: Gpt2Config): Gpt2Weights {
+  const rng = new Mulberry32(0);
+  const normal = (n: number, std = 0.02) => {
+    const a = new Float32Array(n);
+    for (let i = 0; i < n; i++) a[i] = (rng.next() + rng.next() + rng.next() - 1.5) * 2 * std;
+    return a;
+  };
+  const ones = (n: number) => new Float32Array(n).fill(1);
+  const d = c.nEmbd;
+  const wte = normal(c.vocabSize * d);
+  return {
+    wte,
+    unembed: wte,
+    wpe: normal(c.nPositions * d, 0.01),
+    lnFinal: { weight: ones(d), bias: new Float32Array(d) },
+    blocks: Array.from({ length: c.nLayer }, () => ({
+      ln1: { weight: ones(d), bias: new Float32Array(d) },
+      attnQkv: { weight: normal(d * 3 * d), bias: new Float32Array(3 * d) },
+      attnOut: { weight: normal(d * d), bias: new Float32Array(d) },
+      ln2: { weight: ones(d), bias: new Float32Array(d) },
+      mlpIn: { weight: normal(d * c.dMlp), bias: new Float32Array(c.dMlp) },
+      mlpOut: { weight: normal(c.dMlp * d), bias: new Float32Array(d) },
+    })),
+  };
+}
+
+const hook = `blocks.${stopLayer}.hook_resid_pre`;
+const tokens = new Int32Array(batch * context);
+const trng = new Mulberry32(1);
+for (let i = 0; i < tokens.length; i++) tokens[i] = Math.floor(trng.next() * config.vocabSize);
+
+const results: Array<{ engine: string; tokens_per_s: number; detail: string }> = [];
+const weights = randomWeights(config);
+for (const name of values.backends.split(',')) {
+  const info = await selectBackend(name as 'wasm' | 'cpu' | 'tensorflow');
+  const model = Gpt2Model.create(config, weights, {});
+  await model.runWithHooks({ data: tokens, shape: [batch, context] }, { hooks: [hook] }); // warm-up
+  const t0 = performance.now();
+  for (let i = 0; i < iters; i++) await model.runWithHooks({ data: tokens, shape: [batch, context] }, { hooks: [hook] });
+  const seconds = (performance.now() - t0) / 1000;
+  model.dispose();
+  results.push({
+    engine: `saeflow tfjs-${info.name}`,
+    tokens_per_s: (iters * batch * context) / seconds,
+    detail: `${info.threads} thread(s)`,
+  });
+}
+
+const torch = spawnSync(
+  values.python,
+  [
+    'bench/torch/gpt2_forward.py',
+    ...['--batch', String(batch), '--context', String(context), '--stop_layer', String(stopLayer)],
+    ...['--iters', String(iters)],
+  ],
+  { encoding: 'utf8', env: { ...process.env, OPENBLAS_CORETYPE: 'SkylakeX' } },
+);
+let torchRate: number | null = null;
+if (torch.status === 0) {
+  const line = JSON.parse(torch.stdout.trim().split('\n').at(-1) as string) as {
+    tokens_per_s: number;
+    torch: string;
+    threads: number;
+    blas: string;
+  };
+  torchRate = line.tokens_per_s;
+  results.push({
+    engine: `pytorch ${line.torch}`,
+    tokens_per_s: line.tokens_per_s,
+    detail: `${line.threads} threads, ${line.blas}`,
+  });
+} else {
+  console.error(`PyTorch baseline skipped (${values.python} bench/torch/gpt2_forward.py failed):\n${torch.stderr.slice(-400)}`);
+}
+
+console.log(`GPT-2 small forward to ${hook}, batch ${batch} x context ${context}, ${iters} iterations`);
+console.log('| engine | tokens/s | vs PyTorch | detail |\n|---|---|---|---|');
+for (const r of results) {
+  const ratio = torchRate ? (r.tokens_per_s / torchRate).toFixed(3) : 'n/a';
+  console.log(`| ${r.engine} | ${r.tokens_per_s.toFixed(1)} | ${ratio} | ${r.detail} |`);
+}
