@@ -9,7 +9,7 @@ import type { Activation, TokenBatch } from '../src/model/index.js';
 export const FIXTURE_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'gpt2-tiny');
 /** float32, keys with the `transformer.` prefix, as `save_pretrained` writes them. */
 export const MODEL_F32 = path.join(FIXTURE_DIR, 'model');
-/** The same numbers in float16, keys without the prefix, with mask buffers and an explicit tied lm_head. */
+/** The same numbers in float16, keys without the prefix, with the `h.N.attn.bias` mask buffers. */
 export const MODEL_F16 = path.join(FIXTURE_DIR, 'model-f16');
 
 export interface Reference {

@@ -86,7 +86,7 @@ describe('GPT-2 forward vs Hugging Face', () => {
     }
   });
 
-  it('float16 weights without the prefix, with mask buffers and an explicit tied lm_head', async () => {
+  it('float16 weights without the prefix, with the attn.bias mask buffers', async () => {
     const model = await loadGpt2(MODEL_F16);
     try {
       expectMatchesReference(await runAll(model));

@@ -147,6 +147,11 @@ describe('early stopping', () => {
     expect(matmuls(layer1)).toBe(2 * matmuls(layer0));
   });
 
+  it('runs nothing when nothing is asked for', async () => {
+    expect(await kernelsFor({})).toEqual([]);
+    expect((await model.runWithHooks(reference.tokens, {})).activations.size).toBe(0);
+  });
+
   it('an intervention counts as a hook for how deep to run', async () => {
     const withIntervention = await kernelsFor({
       hooks: 'hook_embed',

@@ -8,7 +8,7 @@ import { loadGpt2, parseGpt2Config } from '../src/model/index.js';
 import type { WeightProcessing } from '../src/model/index.js';
 import { UserError } from '../src/pipeline/errors.js';
 import { selectBackend } from '../src/pipeline/backend.js';
-import { MODEL_F32, readFixtureModel, writeModelDir } from './gpt2-fixture.js';
+import { MODEL_F32, loadReference, readFixtureModel, ref, relErr, writeModelDir } from './gpt2-fixture.js';
 
 let tmp: string;
 let fixture: { tensors: Map<string, Tensor>; config: Record<string, unknown> };
@@ -146,6 +146,36 @@ describe('model.safetensors', () => {
     });
     expect((await loadError(dir)).message).toMatch(
       /model\.safetensors: tensor 'transformer\.h\.0\.mlp\.c_fc\.weight' has shape \[256, 64\], expected \[64, 256\]/,
+    );
+  });
+
+  it('accepts an explicit lm_head equal to wte (a tied head saved twice)', async () => {
+    const dir = await variant({
+      tensors: (t) => {
+        const wte = t.get('transformer.wte.weight')!;
+        t.set('lm_head.weight', {
+          dtype: 'F32',
+          shape: wte.shape,
+          data: new Float32Array(wte.data as Float32Array),
+        });
+      },
+    });
+    const reference = await loadReference();
+    const model = await loadGpt2(dir);
+    try {
+      const out = await model.runWithHooks(reference.tokens, { returnLogits: true });
+      expect(relErr(out.logits!.data, ref(reference, 'logits').data)).toBeLessThan(1e-4);
+    } finally {
+      model.dispose();
+    }
+  });
+
+  it('a weight stored as integers', async () => {
+    const dir = await variant({
+      tensors: (t) => t.set('transformer.ln_f.bias', { dtype: 'I32', shape: [64], data: new Int32Array(64) }),
+    });
+    expect((await loadError(dir)).message).toMatch(
+      /tensor 'transformer\.ln_f\.bias' has dtype I32; weights must be F32/,
     );
   });
 

@@ -117,6 +117,8 @@ async function locateTensorFiles(dir: string): Promise<{ files: Set<string>; sou
   return { files, source: indexFile };
 }
 
+const FLOAT_DTYPES = new Set(['F32', 'F16', 'BF16', 'F64']);
+
 function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((v, i) => v === b[i]);
 }
@@ -150,10 +152,15 @@ export async function loadGpt2Weights(dir: string, config: Gpt2Config): Promise<
     if (file === undefined) {
       throw new UserError(`${source}: missing tensor '${key}' (expected shape [${shape.join(', ')}])`);
     }
-    const actual = headers.get(file)!.tensors[key]!.shape;
-    if (!sameShape(actual, shape)) {
+    const info = headers.get(file)!.tensors[key]!;
+    if (!sameShape(info.shape, shape)) {
       throw new UserError(
-        `${file}: tensor '${key}' has shape [${actual.join(', ')}], expected [${shape.join(', ')}] from config.json`,
+        `${file}: tensor '${key}' has shape [${info.shape.join(', ')}], expected [${shape.join(', ')}] from config.json`,
+      );
+    }
+    if (!FLOAT_DTYPES.has(info.dtype)) {
+      throw new UserError(
+        `${file}: tensor '${key}' has dtype ${info.dtype}; weights must be F32, F16, BF16 or F64`,
       );
     }
     plan(key);

@@ -61,7 +61,10 @@ interface LinearTensors {
 }
 interface BlockTensors {
   ln1: LnTensors;
-  attnQkv: LinearTensors;
+  /** c_attn split into its q, k and v column blocks, so no activation needs splitting (a full copy in wasm). */
+  attnQ: LinearTensors;
+  attnK: LinearTensors;
+  attnV: LinearTensors;
   attnOut: LinearTensors;
   ln2: LnTensors;
   mlpIn: LinearTensors;
@@ -80,7 +83,12 @@ export interface Gpt2ModelOptions {
 
 const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
 
+/** The MLP nonlinearity; its own tidy frees the elementwise temporaries ([rows, d_mlp] each) at once. */
 function activation(x: tf.Tensor, kind: Gpt2Config['activationFunction']): tf.Tensor {
+  return tf.tidy(() => activationOf(x, kind));
+}
+
+function activationOf(x: tf.Tensor, kind: Gpt2Config['activationFunction']): tf.Tensor {
   switch (kind) {
     case 'gelu_new':
       // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), HF's NewGELUActivation.
@@ -100,9 +108,66 @@ function linear(x: tf.Tensor, w: LinearTensors): tf.Tensor {
 }
 
 function layerNorm(x: tf.Tensor, w: LnTensors, eps: number): tf.Tensor {
-  const { mean, variance } = tf.moments(x, -1, true);
-  const normalized = tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, eps)));
-  return tf.add(tf.mul(normalized, w.weight), w.bias);
+  return tf.tidy(() => {
+    const { mean, variance } = tf.moments(x, -1, true);
+    const normalized = tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, eps)));
+    return tf.add(tf.mul(normalized, w.weight), w.bias);
+  });
+}
+
+/** Columns [block * width, (block + 1) * width) of a Conv1D [in, n * width] and its bias. */
+function columnBlock(lin: LinearWeights, width: number, block: number): LinearWeights {
+  const cols = lin.bias.length;
+  const rows = lin.weight.length / cols;
+  const weight = new Float32Array(rows * width);
+  for (let r = 0; r < rows; r++) {
+    weight.set(lin.weight.subarray(r * cols + block * width, r * cols + (block + 1) * width), r * width);
+  }
+  return { weight, bias: lin.bias.slice(block * width, (block + 1) * width) };
+}
+
+/**
+ * softmax(q k^T / sqrt(d_head) + causal mask) v for every sequence and head: [rows, d_model] in and out,
+ * heads side by side as in HF's merged layout (TransformerLens z flattened over heads).
+ *
+ * One 2-D matmul per (sequence, head) rather than a batched 4-D matmul: tfjs-wasm sends only batch-1
+ * matmuls to XNNPACK and runs batched ones in a naive loop (4x slower at 1024 positions). Heads are taken
+ * out with gather, which works in place, since wasm's slice/split/unstack copy their whole input per call.
+ */
+function causalAttention(
+  q: tf.Tensor,
+  k: tf.Tensor,
+  v: tf.Tensor,
+  mask: tf.Tensor2D,
+  batch: number,
+  seq: number,
+  heads: number,
+  dHead: number,
+): tf.Tensor {
+  const split = [batch, seq, heads, dHead];
+  const perHead = [batch * heads, seq * dHead];
+  // Scale q rather than the [seq, seq] scores: fewer multiplies, same numbers up to rounding.
+  const qh = tf.reshape(
+    tf.transpose(tf.reshape(tf.mul(q, 1 / Math.sqrt(dHead)), split), [0, 2, 1, 3]),
+    perHead,
+  );
+  const kt = tf.reshape(tf.transpose(tf.reshape(k, split), [0, 2, 3, 1]), perHead);
+  const vh = tf.reshape(tf.transpose(tf.reshape(v, split), [0, 2, 1, 3]), perHead);
+  const outs: tf.Tensor[] = [];
+  for (let i = 0; i < batch * heads; i++) {
+    // A tidy per head: only its [seq, d_head] output outlives it, not three [seq, seq] temporaries.
+    outs.push(
+      tf.tidy(() => {
+        const index = tf.tensor1d([i], 'int32');
+        const qi = tf.reshape(tf.gather(qh, index), [seq, dHead]);
+        const kti = tf.reshape(tf.gather(kt, index), [dHead, seq]);
+        const vi = tf.reshape(tf.gather(vh, index), [seq, dHead]);
+        return tf.matMul(tf.softmax(tf.add(tf.matMul(qi, kti), mask)), vi);
+      }),
+    );
+  }
+  const z = tf.reshape(tf.concat(outs, 0), [batch, heads, seq, dHead]);
+  return tf.reshape(tf.transpose(z, [0, 2, 1, 3]), [batch * seq, heads * dHead]);
 }
 
 /** Transposes a row-major [rows, cols] matrix in JS, so the backend never holds both layouts at once. */
@@ -198,7 +263,9 @@ export class Gpt2Model {
     this.wpe = tf.tensor2d(weights.wpe, [config.nPositions, d]);
     this.blocks = weights.blocks.map((b) => ({
       ln1: ln(b.ln1),
-      attnQkv: lin(b.attnQkv, d, 3 * d),
+      attnQ: lin(columnBlock(b.attnQkv, d, 0), d, d),
+      attnK: lin(columnBlock(b.attnQkv, d, 1), d, d),
+      attnV: lin(columnBlock(b.attnQkv, d, 2), d, d),
       attnOut: lin(b.attnOut, d, d),
       ln2: ln(b.ln2),
       mlpIn: lin(b.mlpIn, d, config.dMlp),
@@ -235,6 +302,8 @@ export class Gpt2Model {
       returnLoss: options.returnLoss,
       stopAtDeepestHook: options.stopAtDeepestHook,
     });
+    // Nothing asked for: nothing to run.
+    if (plan.stopAfter < 0) return { activations: new Map() };
     const [batch, seq] = tokens.shape;
     const walk = new HookWalk(
       this.config,
@@ -277,7 +346,9 @@ export class Gpt2Model {
     if (this.wte) all.push(this.wte);
     if (this.causalMask) all.push(this.causalMask);
     for (const b of this.blocks) {
-      for (const p of [b.ln1, b.attnQkv, b.attnOut, b.ln2, b.mlpIn, b.mlpOut]) all.push(p.weight, p.bias);
+      for (const p of [b.ln1, b.attnQ, b.attnK, b.attnV, b.attnOut, b.ln2, b.mlpIn, b.mlpOut]) {
+        all.push(p.weight, p.bias);
+      }
     }
     for (const t of all) t.dispose();
   }
@@ -357,28 +428,23 @@ export class Gpt2Model {
     const cfg = this.config;
     const w = this.blocks[l]!;
     const p = `blocks.${l}.`;
-    const rows = batch * seq;
-    const { nHead: heads, dHead, nEmbd: d, layerNormEpsilon: eps } = cfg;
+    const { nHead: heads, dHead, layerNormEpsilon: eps } = cfg;
 
     let resid = walk.hook(`${p}hook_resid_pre`, 'hook_resid_pre', residIn);
     if (walk.done) return undefined;
     const ln1 = walk.hook(`${p}ln1.hook_normalized`, 'ln1.hook_normalized', layerNorm(resid, w.ln1, eps));
     if (walk.done) return undefined;
-    const [q0, k0, v0] = tf.split(linear(ln1, w.attnQkv), 3, 1) as [tf.Tensor, tf.Tensor, tf.Tensor];
-    const q = walk.hook(`${p}attn.hook_q`, 'attn.hook_q', q0);
+    const q = walk.hook(`${p}attn.hook_q`, 'attn.hook_q', linear(ln1, w.attnQ));
     if (walk.done) return undefined;
-    const k = walk.hook(`${p}attn.hook_k`, 'attn.hook_k', k0);
+    const k = walk.hook(`${p}attn.hook_k`, 'attn.hook_k', linear(ln1, w.attnK));
     if (walk.done) return undefined;
-    const v = walk.hook(`${p}attn.hook_v`, 'attn.hook_v', v0);
+    const v = walk.hook(`${p}attn.hook_v`, 'attn.hook_v', linear(ln1, w.attnV));
     if (walk.done) return undefined;
-    // Scale q rather than the [seq, seq] scores: fewer multiplies, same numbers up to rounding.
-    const split = [batch, seq, heads, dHead];
-    const qh = tf.transpose(tf.reshape(tf.mul(q, 1 / Math.sqrt(dHead)), split), [0, 2, 1, 3]);
-    const kt = tf.transpose(tf.reshape(k, split), [0, 2, 3, 1]);
-    const vh = tf.transpose(tf.reshape(v, split), [0, 2, 1, 3]);
-    const pattern = tf.softmax(tf.add(tf.matMul(qh, kt), mask));
-    const zRows = tf.reshape(tf.transpose(tf.matMul(pattern, vh), [0, 2, 1, 3]), [rows, d]);
-    const z = walk.hook(`${p}attn.hook_z`, 'attn.hook_z', zRows);
+    const z = walk.hook(
+      `${p}attn.hook_z`,
+      'attn.hook_z',
+      causalAttention(q, k, v, mask, batch, seq, heads, dHead),
+    );
     if (walk.done) return undefined;
     const attnOut = walk.hook(`${p}hook_attn_out`, 'hook_attn_out', linear(z, w.attnOut));
     if (walk.done) return undefined;
