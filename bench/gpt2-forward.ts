@@ -75,7 +75,8 @@ for (const name of values.backends.split(',')) {
   const model = Gpt2Model.create(config, weights, {});
   await model.runWithHooks({ data: tokens, shape: [batch, context] }, { hooks: [hook] }); // warm-up
   const t0 = performance.now();
-  for (let i = 0; i < iters; i++) await model.runWithHooks({ data: tokens, shape: [batch, context] }, { hooks: [hook] });
+  for (let i = 0; i < iters; i++)
+    await model.runWithHooks({ data: tokens, shape: [batch, context] }, { hooks: [hook] });
   const seconds = (performance.now() - t0) / 1000;
   model.dispose();
   results.push({
@@ -109,7 +110,9 @@ if (torch.status === 0) {
     detail: `${line.threads} threads, ${line.blas}`,
   });
 } else {
-  console.error(`PyTorch baseline skipped (${values.python} bench/torch/gpt2_forward.py failed):\n${torch.stderr.slice(-400)}`);
+  console.error(
+    `PyTorch baseline skipped (${values.python} bench/torch/gpt2_forward.py failed):\n${torch.stderr.slice(-400)}`,
+  );
 }
 
 console.log(`GPT-2 small forward to ${hook}, batch ${batch} x context ${context}, ${iters} iterations`);
