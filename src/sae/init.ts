@@ -1,0 +1,79 @@
+/**
+ * Parameter initialisation, as SAELens's TrainingSAE: W_dec rows drawn Kaiming-uniform (PyTorch's
+ * default: U(-√(6/fan_in), √(6/fan_in)), fan_in = the row width), rescaled to `decoder_init_norm`, and
+ * W_enc = W_decᵀ; biases and per-feature parameters from the architecture module.
+ *
+ * Differences, for what SAELens does not train: a transcoder whose d_out differs from d_in draws W_enc's
+ * columns the same way from their own stream of numbers (W_decᵀ has the wrong shape); with
+ * `normalize_sae_decoder` the rows start at norm 1 and W_enc = decoder_init_norm · W_decᵀ.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { Mulberry32 } from '../util/random.js';
+import { outputWidth } from './config.js';
+import type { SaeTrainingConfig } from './config.js';
+import { ARCHITECTURE_MODULES } from './architectures/index.js';
+import type { ParamName, Params } from './architectures/types.js';
+
+/** Rows of a [rows, width] matrix, Kaiming-uniform, each rescaled to `norm` when given. */
+function randomRows(rng: Mulberry32, rows: number, width: number, norm: number | null): Float32Array {
+  const bound = Math.sqrt(6 / width);
+  const out = new Float32Array(rows * width);
+  const row = new Float64Array(width);
+  for (let r = 0; r < rows; r++) {
+    let sq = 0;
+    for (let c = 0; c < width; c++) {
+      row[c] = (rng.next() * 2 - 1) * bound;
+      sq += row[c]! * row[c]!;
+    }
+    const scale = norm === null ? 1 : norm / Math.sqrt(sq);
+    for (let c = 0; c < width; c++) out[r * width + c] = row[c]! * scale;
+  }
+  return out;
+}
+
+function transpose(data: Float32Array, rows: number, cols: number, scale = 1): Float32Array {
+  const out = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++)
+    for (let c = 0; c < cols; c++) out[c * rows + r] = data[r * cols + c]! * scale;
+  return out;
+}
+
+export interface InitialParams {
+  /** Host copies of every parameter, by name, with their shapes. */
+  values: Partial<Record<ParamName, { shape: number[]; data: Float32Array }>>;
+  /** The generator's state after drawing, saved with the trainer state. */
+  rngState: number;
+}
+
+export function initialParamValues(cfg: SaeTrainingConfig): InitialParams {
+  const rng = new Mulberry32(cfg.seed);
+  const dOut = outputWidth(cfg);
+  const S = cfg.d_sae;
+  const unit = cfg.normalize_sae_decoder;
+  const wDec = randomRows(rng, S, dOut, unit ? 1 : cfg.decoder_init_norm);
+  let wEnc: Float32Array;
+  if (dOut === cfg.d_in) {
+    wEnc = transpose(wDec, S, dOut, unit ? (cfg.decoder_init_norm ?? 1) : 1);
+  } else {
+    wEnc = transpose(randomRows(rng, S, cfg.d_in, cfg.decoder_init_norm), S, cfg.d_in);
+  }
+  const values: InitialParams['values'] = {
+    W_enc: { shape: [cfg.d_in, S], data: wEnc },
+    W_dec: { shape: [S, dOut], data: wDec },
+    b_dec: { shape: [dOut], data: new Float32Array(dOut) },
+  };
+  if (cfg.skip_connection)
+    values.W_skip = { shape: [cfg.d_in, dOut], data: new Float32Array(cfg.d_in * dOut) };
+  for (const [name, value] of Object.entries(ARCHITECTURE_MODULES[cfg.architecture].featureParams(cfg))) {
+    values[name as ParamName] = { shape: [S], data: new Float32Array(S).fill(value) };
+  }
+  return { values, rngState: rng.state };
+}
+
+export function paramsToTensors(values: InitialParams['values']): Params {
+  const params: Params = {};
+  for (const [name, v] of Object.entries(values) as [ParamName, { shape: number[]; data: Float32Array }][]) {
+    params[name] = tf.keep(tf.tensor(v.data, v.shape, 'float32'));
+  }
+  return params;
+}

@@ -1,0 +1,272 @@
+/**
+ * Trains several SAEs from one stream of activation batches: each SAE (its own architecture, width,
+ * coefficients, hook) takes the columns of its hook from every batch. A pipeline stage calls `step` per
+ * batch and writes the returned metrics; `saveCheckpoint` writes SAELens folders plus what resumption
+ * needs, and `SaeTrainer.resume` continues bit-identically.
+ *
+ * When some SAE normalises its activations (`expected_average_only_in`), the first batches go to the
+ * norm estimate (`n_batches_for_norm_estimate`, as SAELens, they are not trained on) and no SAE trains
+ * until every estimate is complete, so that all SAEs see the same batches in the same order. An SAE that
+ * has reached its `training_tokens` stops; the trainer is done when all are.
+ */
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { UserError } from '../pipeline/errors.js';
+import { writeDirAtomic } from './atomic-dir.js';
+import { resolveSaeTrainingConfigs, targetHook } from './config.js';
+import type { SaeTrainingConfig } from './config.js';
+import { saelensConfig, writeSaeFolderFiles } from './saelens-folder.js';
+import { readTrainerState, writeTrainerState } from './trainer-state.js';
+import { TrainingSae } from './training-sae.js';
+import type { SaeStepMetrics } from './training-sae.js';
+
+export interface TrainingBatch {
+  /** Tokens in the batch. */
+  rows: number;
+  /** Activations by hook name, each row-major [rows, width] float32. */
+  activations: Readonly<Record<string, Float32Array>>;
+}
+
+export interface TrainerStepResult {
+  /** `norm_estimate` while batches feed the normalisation estimates; `train` otherwise. */
+  phase: 'norm_estimate' | 'train';
+  /** Batches consumed so far, including this one. */
+  batches: number;
+  /** One entry per SAE that trained on this batch. */
+  saes: SaeStepMetrics[];
+}
+
+export const TRAINER_MANIFEST = 'trainer.json';
+
+interface Manifest {
+  format: 'saeflow-sae-trainer';
+  version: 1;
+  batches: number;
+  saes: string[];
+}
+
+function firstNonFinite(data: Float32Array): number {
+  for (let i = 0; i < data.length; i++) if (!Number.isFinite(data[i]!)) return i;
+  return -1;
+}
+
+export class SaeTrainer {
+  /** Batches consumed (norm estimation and training). */
+  batches = 0;
+
+  private constructor(readonly saes: TrainingSae[]) {}
+
+  /** Validates the configs (UserError naming the field) and initialises every SAE. */
+  static create(configs: readonly unknown[]): SaeTrainer {
+    return new SaeTrainer(resolveSaeTrainingConfigs(configs).map((cfg) => TrainingSae.create(cfg)));
+  }
+
+  /**
+   * Continues from a checkpoint written by `saveCheckpoint`. With `configs`, they must equal the saved ones
+   * (a changed option is a UserError naming it); without, the saved configs are used.
+   */
+  static async resume(dir: string, options: { configs?: readonly unknown[] } = {}): Promise<SaeTrainer> {
+    const manifestPath = path.join(dir, TRAINER_MANIFEST);
+    let manifest: Manifest;
+    try {
+      manifest = JSON.parse(await readFile(manifestPath, 'utf8')) as Manifest;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT')
+        throw new UserError(`not a trainer checkpoint: ${manifestPath} is missing`);
+      throw new UserError(`${manifestPath}: ${(e as Error).message}`);
+    }
+    if (
+      manifest.format !== 'saeflow-sae-trainer' ||
+      manifest.version !== 1 ||
+      !Array.isArray(manifest.saes)
+    ) {
+      throw new UserError(
+        `${manifestPath}: not a saeflow trainer checkpoint (format ${JSON.stringify(manifest.format)})`,
+      );
+    }
+    const expected = options.configs ? resolveSaeTrainingConfigs(options.configs) : undefined;
+    if (expected) {
+      const names = expected.map((c) => c.name);
+      if (JSON.stringify(names) !== JSON.stringify(manifest.saes)) {
+        throw new UserError(
+          `cannot resume from ${dir}: it holds SAEs [${manifest.saes.join(', ')}] but the configs name [${names.join(', ')}]`,
+        );
+      }
+    }
+    const saes: TrainingSae[] = [];
+    try {
+      for (const [i, name] of manifest.saes.entries())
+        saes.push(await readTrainerState(path.join(dir, name), expected?.[i]));
+    } catch (e) {
+      for (const s of saes) s.dispose();
+      throw e;
+    }
+    resolveSaeTrainingConfigs(saes.map((s) => s.cfg));
+    const trainer = new SaeTrainer(saes);
+    trainer.batches = manifest.batches;
+    return trainer;
+  }
+
+  get configs(): SaeTrainingConfig[] {
+    return this.saes.map((s) => s.cfg);
+  }
+
+  get done(): boolean {
+    return this.saes.every((s) => s.done);
+  }
+
+  /** Every hook some SAE reads (inputs and transcoder targets), in first-use order. */
+  get hooks(): string[] {
+    return [...new Set(this.saes.flatMap((s) => [s.cfg.hook_name, targetHook(s.cfg)]))];
+  }
+
+  /** Checks hook widths (from a cache manifest or the model) against the configs before any training. */
+  checkHookWidths(widths: Readonly<Record<string, number>>, source = 'the activations'): void {
+    for (const sae of this.saes) {
+      const sides: [string, number, string][] = [[sae.cfg.hook_name, sae.cfg.d_in, 'd_in']];
+      if (sae.cfg.d_out !== null) sides.push([targetHook(sae.cfg), sae.cfg.d_out, 'd_out']);
+      for (const [hook, width, field] of sides) {
+        const got = widths[hook];
+        if (got === undefined) {
+          throw new UserError(
+            `SAE '${sae.name}' reads hook '${hook}', which ${source} do not provide (they have: ${Object.keys(widths).join(', ') || 'none'})`,
+          );
+        }
+        if (got !== width) {
+          throw new UserError(
+            `SAE '${sae.name}': hook '${hook}' has width ${got} in ${source} but ${field} is ${width}`,
+          );
+        }
+      }
+    }
+  }
+
+  private hookData(
+    batch: TrainingBatch,
+    hook: string,
+    width: number,
+    sae: TrainingSae,
+    field: string,
+  ): Float32Array {
+    const data = batch.activations[hook];
+    const where = `batch ${this.batches}`;
+    if (data === undefined) {
+      throw new UserError(
+        `${where}: SAE '${sae.name}' reads hook '${hook}', which the batch lacks (it has: ${Object.keys(batch.activations).join(', ')})`,
+      );
+    }
+    if (!(data instanceof Float32Array))
+      throw new UserError(`${where}: hook '${hook}' must be a Float32Array`);
+    if (data.length !== batch.rows * width) {
+      const actual =
+        data.length % batch.rows === 0 ? `width ${data.length / batch.rows}` : `${data.length} values`;
+      throw new UserError(
+        `${where}: hook '${hook}' has ${actual} for ${batch.rows} tokens but SAE '${sae.name}' has ${field} = ${width}`,
+      );
+    }
+    return data;
+  }
+
+  private checkFinite(batch: TrainingBatch, hooks: Map<string, { width: number; readers: string[] }>): void {
+    for (const [hook, { width, readers }] of hooks) {
+      const data = batch.activations[hook]!;
+      const i = firstNonFinite(data);
+      if (i >= 0) {
+        const step = this.saes.find((s) => !s.done)?.step ?? 0;
+        throw new UserError(
+          `batch ${this.batches} (step ${step}): activations of hook '${hook}' contain ${data[i]} at token ${Math.floor(i / width)}, ` +
+            `dimension ${i % width} (read by SAE${readers.length > 1 ? 's' : ''} ${readers.map((r) => `'${r}'`).join(', ')}); nothing was trained on this batch`,
+        );
+      }
+    }
+  }
+
+  /**
+   * Consumes one batch: either adds it to the normalisation estimates or takes one optimiser step for every
+   * SAE still training. Bad input (missing hook, wrong width, NaN/inf) and divergence are UserErrors; after
+   * one, every SAE still holds its parameters from the last good step.
+   */
+  step(batch: TrainingBatch): TrainerStepResult {
+    if (!Number.isSafeInteger(batch.rows) || batch.rows < 1) {
+      throw new UserError(`batch ${this.batches}: rows must be a positive integer, got ${batch.rows}`);
+    }
+    const active = this.saes.filter((s) => !s.done);
+    const inputs = new Map<TrainingSae, { x: Float32Array; y: Float32Array | null }>();
+    const hooks = new Map<string, { width: number; readers: string[] }>();
+    const note = (hook: string, width: number, name: string): void => {
+      const entry = hooks.get(hook) ?? { width, readers: [] };
+      entry.readers.push(name);
+      hooks.set(hook, entry);
+    };
+    for (const sae of active) {
+      const x = this.hookData(batch, sae.cfg.hook_name, sae.cfg.d_in, sae, 'd_in');
+      note(sae.cfg.hook_name, sae.cfg.d_in, sae.name);
+      let y: Float32Array | null = null;
+      if (sae.cfg.d_out !== null) {
+        y = this.hookData(batch, targetHook(sae.cfg), sae.cfg.d_out, sae, 'd_out');
+        note(targetHook(sae.cfg), sae.cfg.d_out, sae.name);
+      }
+      inputs.set(sae, { x, y });
+    }
+    this.checkFinite(batch, hooks);
+
+    if (active.some((s) => s.pendingNormBatches > 0)) {
+      for (const sae of active) {
+        if (sae.pendingNormBatches > 0)
+          sae.observeNormBatch(inputs.get(sae)!.x, inputs.get(sae)!.y, batch.rows);
+      }
+      this.batches += 1;
+      return { phase: 'norm_estimate', batches: this.batches, saes: [] };
+    }
+    const metrics = active.map((sae) => sae.trainStep(inputs.get(sae)!.x, inputs.get(sae)!.y, batch.rows));
+    this.batches += 1;
+    return { phase: 'train', batches: this.batches, saes: metrics };
+  }
+
+  /**
+   * Writes `dir/<sae name>/` SAELens folders (normalisation folded in) with `trainer_state.safetensors`
+   * beside them, and `dir/trainer.json`, atomically: a checkpoint already at `dir` is replaced only once
+   * the new one is complete. Refuses (UserError, nothing written) when a parameter is not finite, so a
+   * diverged run never overwrites a good checkpoint. `trainerState: false` writes only the SAELens folders.
+   */
+  async saveCheckpoint(dir: string, options: { trainerState?: boolean } = {}): Promise<void> {
+    const withState = options.trainerState ?? true;
+    const snapshots = this.saes.map((sae) => {
+      const params = sae.hostParams();
+      const bad = sae.nonFiniteParams(params);
+      if (bad.length > 0) {
+        throw new UserError(
+          `not saving ${dir}: SAE '${sae.name}' has non-finite values in ${bad.join(', ')} (step ${sae.step})`,
+        );
+      }
+      return { sae, params };
+    });
+    await writeDirAtomic(dir, async (tmp) => {
+      for (const { sae, params } of snapshots) {
+        const sub = path.join(tmp, sae.name);
+        await mkdir(sub);
+        const weights = sae.inferenceWeights(params);
+        await writeSaeFolderFiles(
+          sub,
+          saelensConfig(sae.cfg, weights.architecture),
+          weights,
+          sae.stats.logFeatureDensity(),
+        );
+        if (withState) await writeTrainerState(sub, sae, params);
+      }
+      if (withState) {
+        const manifest: Manifest = {
+          format: 'saeflow-sae-trainer',
+          version: 1,
+          batches: this.batches,
+          saes: this.saes.map((s) => s.name),
+        };
+        await writeFile(path.join(tmp, TRAINER_MANIFEST), `${JSON.stringify(manifest, null, 2)}\n`);
+      }
+    });
+  }
+
+  dispose(): void {
+    for (const sae of this.saes) sae.dispose();
+  }
+}
