@@ -1,4 +1,5 @@
 import { UserError } from '../../pipeline/errors.js';
+import { NormEstimate } from '../../sae/norm-scaling.js';
 import type { HookWidths, RowBlock } from './row-block.js';
 
 export const NORMALIZE_MODES = [
@@ -13,33 +14,21 @@ export type NormalizeMode = (typeof NORMALIZE_MODES)[number];
  * `expected_average_only_in` is the one mode applied by the store: a constant factor per hook, as in
  * SAELens's `estimate_norm_scaling_factor`: s = sqrt(d) / mean over tokens of ‖x‖, so scaled activations
  * have mean norm sqrt(d) (and E‖x‖² ≈ d, exactly so when all norms are equal). Being a constant, it can be
- * folded into the SAE's weights when saving. `constant_norm_rescale` and `layer_norm` rescale each token
+ * folded into the SAE's weights when saving. (The SAE trainer estimates and folds its own factor with
+ * the same estimator; feed it unscaled activations. This mode is for other consumers of the store.) `constant_norm_rescale` and `layer_norm` rescale each token
  * differently; like SAELens we leave those to the SAE at run time, so the store passes them through.
  */
 export function storeAppliesScaling(mode: NormalizeMode): boolean {
   return mode === 'expected_average_only_in';
 }
 
-/** Mean L2 norm of the rows of a [rows, d] matrix (float64 accumulation). */
-export function meanRowNorm(values: Float32Array, d: number, rows: number): number {
-  let total = 0;
-  for (let r = 0; r < rows; r++) {
-    let sq = 0;
-    const base = r * d;
-    for (let j = 0; j < d; j++) {
-      const v = values[base + j] as number;
-      sq += v * v;
-    }
-    total += Math.sqrt(sq);
-  }
-  return total / rows;
-}
-
 /** Scaling factor per hook from a sample of rows. */
 export function estimateScalingFactors(sample: RowBlock, widths: HookWidths): Record<string, number> {
   const factors: Record<string, number> = {};
   for (const [hook, d] of Object.entries(widths)) {
-    const mean = meanRowNorm(sample.hooks[hook] as Float32Array, d, sample.rows);
+    const estimate = new NormEstimate(d);
+    estimate.observe(sample.hooks[hook] as Float32Array, sample.rows);
+    const mean = Math.sqrt(d) / estimate.scalingFactor();
     if (!Number.isFinite(mean) || mean <= 0) {
       throw new UserError(
         `cannot normalise ${hook}: the mean activation norm of the first ${sample.rows} tokens is ${mean}` +
