@@ -23,10 +23,23 @@ export interface ResolvedModelSource {
 }
 
 /**
- * A `model` option: the embedded model's name, a local Hugging Face directory, or a hub name/alias
+ * A `model` option: `auto`, the embedded model's name, a local Hugging Face directory, or a hub name/alias
  * (`gpt2`, `openai-community/gpt2`), looked up in the Hugging Face cache and downloaded when allowed.
  */
 export async function resolveModelSource(spec: string, cwd = process.cwd()): Promise<ResolvedModelSource> {
+  if (spec === 'auto') {
+    // GPT-2 small when the Hugging Face cache already has it; otherwise the embedded model, offline.
+    try {
+      const found = await resolveModel('gpt2', { files: ['config.json', 'model.safetensors'], allowDownload: false });
+      return { dir: found.dir, description: `gpt2 from the Hugging Face cache (${found.dir})`, name: 'gpt2' };
+    } catch {
+      return {
+        dir: EMBEDDED_MODEL_DIR,
+        description: `embedded model ${EMBEDDED_MODEL_NAME} (GPT-2 weights are not in the Hugging Face cache; pass --model gpt2 to download them)`,
+        name: EMBEDDED_MODEL_NAME,
+      };
+    }
+  }
   if (spec === EMBEDDED_MODEL_NAME) {
     return {
       dir: EMBEDDED_MODEL_DIR,

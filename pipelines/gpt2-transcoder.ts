@@ -1,0 +1,25 @@
+// Trains MLP transcoders: from the MLP's input (blocks.L.ln2.hook_normalized) to its output
+// (blocks.L.hook_mlp_out), optionally with a linear skip connection. SAELens cannot train these.
+import { defer, mergeMap } from 'rxjs';
+import { definePipeline, opt } from '../src/pipeline/index.js';
+import { buildTraining, trainingOptions } from '../src/stages/train/training-pipeline.js';
+
+export default definePipeline({
+  name: 'gpt2-transcoder',
+  description: 'Train MLP transcoders (ln2.hook_normalized -> hook_mlp_out) on GPT-2 activations.',
+  config: {
+    ...trainingOptions,
+    skip_connection: opt.boolean(false, 'add a linear skip connection W_skip'),
+  },
+  build(cfg, ctx) {
+    return defer(() =>
+      buildTraining(cfg, ctx, {
+        hooks: (layer) => ({
+          hook_name: `blocks.${layer}.ln2.hook_normalized`,
+          hook_name_out: `blocks.${layer}.hook_mlp_out`,
+        }),
+        extra: { skip_connection: cfg.skip_connection },
+      }),
+    ).pipe(mergeMap((stream) => stream));
+  },
+});

@@ -1,0 +1,113 @@
+import { defer, repeat, type Observable } from 'rxjs';
+import type { ActivationBatch } from '../../arrow/activation-batch.js';
+import {
+  hookShape,
+  loadGpt2,
+  parseHookName,
+  readGpt2Config,
+  type Gpt2Model,
+  type WeightProcessing,
+} from '../../model/index.js';
+import type { RunContext } from '../../pipeline/define-pipeline.js';
+import { UserError } from '../../pipeline/errors.js';
+import { cacheReader, inspectActivationSource } from '../cache/index.js';
+import { modelActivations, resolveModelSource } from '../model/index.js';
+import { documentSource, pack, tokenize } from '../text/index.js';
+
+export interface ActivationInputOptions {
+  /** A cache directory or Parquet file/directory; when set, no model runs. */
+  activations: string | null;
+  model: string;
+  dataset: string;
+  hooks: readonly string[];
+  contextSize: number;
+  /** Context windows per model forward. */
+  batchSize: number;
+  prependBos: boolean;
+  disableConcatSequences: boolean;
+  processing: WeightProcessing;
+  seed: number;
+  /** Start over when the data runs out (SAELens cycles its dataset); the consumer decides when to stop. */
+  loop: boolean;
+}
+
+export interface ActivationInput {
+  source: Observable<ActivationBatch>;
+  /** Width of each requested hook. */
+  widths: Record<string, number>;
+  /** Model name for SAE metadata (from the cache manifest when reading a cache). */
+  modelName: string;
+  /** Releases the model's weights. */
+  dispose(): void;
+}
+
+/**
+ * Where a training run's activations come from: a live model forward over a dataset, or a cache written
+ * by cache-activations (or any Parquet file with one float-list column per hook). One option switches.
+ */
+export async function openActivationInput(
+  o: ActivationInputOptions,
+  ctx: RunContext,
+): Promise<ActivationInput> {
+  if (o.activations) {
+    const info = await inspectActivationSource(o.activations);
+    const widths: Record<string, number> = {};
+    for (const hook of o.hooks) {
+      const spec = info.hooks.find((h) => h.name === hook);
+      if (!spec) {
+        throw new UserError(
+          `hook ${hook} is not in ${o.activations}; it holds ${info.hooks.map((h) => h.name).join(', ') || 'no hooks'}`,
+        );
+      }
+      widths[hook] = spec.d;
+    }
+    ctx.log.info(
+      `activations: ${info.kind} ${o.activations} (${info.totalRows} tokens, ${info.files.length} files)`,
+    );
+    const read = () => cacheReader({ path: o.activations as string, hooks: o.hooks, flow: ctx.flow });
+    return {
+      source: o.loop ? defer(read).pipe(repeat()) : read(),
+      widths,
+      modelName: info.manifest?.model ?? 'unknown',
+      dispose: () => undefined,
+    };
+  }
+  const resolved = await resolveModelSource(o.model);
+  ctx.log.info(`model: ${resolved.description}`);
+  const model: Gpt2Model = await loadGpt2(resolved.dir, { processing: o.processing });
+  if (o.contextSize > model.config.nPositions) {
+    model.dispose();
+    throw new UserError(
+      `--context_size ${o.contextSize} exceeds the model's n_positions (${model.config.nPositions})`,
+    );
+  }
+  const widths: Record<string, number> = {};
+  for (const hook of o.hooks) {
+    const point = parseHookName(model.config, hook);
+    widths[hook] = hookShape(model.config, point.site, 1, 1).reduce((a, b) => a * b, 1);
+  }
+  const forward = () =>
+    documentSource(o.dataset, { shuffle: true, seed: o.seed }, ctx.flow).pipe(
+      tokenize(),
+      pack({
+        contextSize: o.contextSize,
+        batchSize: o.batchSize,
+        prependBos: o.prependBos,
+        disableConcatSequences: o.disableConcatSequences,
+      }),
+      modelActivations({ model, hooks: o.hooks, flow: ctx.flow }),
+    );
+  return {
+    source: o.loop ? defer(forward).pipe(repeat()) : forward(),
+    widths,
+    modelName: resolved.name,
+    dispose: () => model.dispose(),
+  };
+}
+
+/** The model's config without running anything, for defaults that depend on it (layer, width). */
+export async function modelShape(spec: string): Promise<{ name: string; nLayer: number; nEmbd: number }> {
+  const resolved = await resolveModelSource(spec);
+  const config = await readGpt2Config(resolved.dir);
+  return { name: resolved.name, nLayer: config.nLayer, nEmbd: config.nEmbd };
+}

@@ -1,0 +1,239 @@
+import path from 'node:path';
+import { existsSync } from 'node:fs';
+import { map, skip, takeWhile } from 'rxjs';
+import { WEIGHT_PROCESSINGS } from '../../model/index.js';
+import type { RunContext } from '../../pipeline/define-pipeline.js';
+import { UserError } from '../../pipeline/errors.js';
+import { opt, type ConfigOf } from '../../pipeline/options.js';
+import { SaeTrainer, TRAINER_MANIFEST } from '../../sae/index.js';
+import { GPT2_BOS_ID } from '../text/index.js';
+import { activationStore } from '../store/index.js';
+import { modelShape, openActivationInput } from './activation-input.js';
+import { saeTraining } from './sae-training.js';
+
+const ARCHITECTURES = ['standard', 'topk', 'batchtopk', 'jumprelu', 'gated'] as const;
+
+/** Options shared by the SAE and transcoder training pipelines; SAE options use SAELens's names. */
+export const trainingOptions = {
+  model: opt.string(
+    'auto',
+    'auto (gpt2 from the HF cache, else the embedded tiny-gpt2), tiny-gpt2, a directory, or a hub name',
+  ),
+  dataset: opt.string('moby-dick', 'text file, directory, glob, embedded corpus, or Hugging Face dataset id'),
+  activations: opt.nullable(
+    opt.string('', 'train from this activation cache or Parquet file instead of running the model'),
+    null,
+  ),
+  layer: opt.nullable(
+    opt.int(0, 'layer (default: 8 for 12-layer models, else the middle layer)', { min: 0 }),
+    null,
+  ),
+  context_size: opt.int(128, 'tokens per context window', { min: 2 }),
+  store_batch_size_prompts: opt.int(16, 'context windows per model forward', { min: 1 }),
+  prepend_bos: opt.boolean(true, 'start every window with BOS'),
+  disable_concat_sequences: opt.boolean(false, 'never join documents inside one window'),
+  processing: opt.choice(WEIGHT_PROCESSINGS, 'none', 'model weight processing'),
+  exclude_special_tokens: opt.boolean(true, 'leave BOS/EOS tokens out of training'),
+  n_batches_in_buffer: opt.int(16, 'activation store buffer, in training batches', { min: 2 }),
+  architecture: opt.choice(ARCHITECTURES, 'topk', 'SAE architecture'),
+  d_sae: opt.nullable(
+    opt.int(1, 'number of features (default: 16 x d_in for GPT-2, 8 x d_in otherwise)', { min: 1 }),
+    null,
+  ),
+  k: opt.int(32, 'active features per token (topk, batchtopk)', { min: 1 }),
+  l1_coefficient: opt.number(5, 'L1 coefficient (standard, gated)', { min: 0 }),
+  l0_coefficient: opt.number(1, 'L0 coefficient (jumprelu)', { min: 0 }),
+  lr: opt.number(3e-4, 'learning rate', { min: 0 }),
+  lr_scheduler_name: opt.choice(
+    ['constant', 'cosineannealing', 'cosineannealingwarmrestarts'],
+    'constant',
+    'LR schedule',
+  ),
+  lr_warm_up_steps: opt.int(0, 'LR warm-up steps', { min: 0 }),
+  lr_decay_steps: opt.int(0, 'steps of linear LR decay to zero at the end', { min: 0 }),
+  l1_warm_up_steps: opt.int(0, 'sparsity-coefficient warm-up steps', { min: 0 }),
+  training_tokens: opt.nullable(
+    opt.int(1, 'tokens to train on (default: 2M for GPT-2, 600k otherwise)', { min: 1 }),
+    null,
+  ),
+  train_batch_size_tokens: opt.int(4096, 'tokens per training step', { min: 1 }),
+  normalize_activations: opt.choice(
+    ['none', 'expected_average_only_in'],
+    'none',
+    'activation normalisation (folded into the saved SAE)',
+  ),
+  n_batches_for_norm_estimate: opt.int(100, 'batches used to estimate the normalisation factor', { min: 1 }),
+  dead_feature_window: opt.int(1000, 'steps without firing after which a feature counts as dead', { min: 1 }),
+  feature_sampling_window: opt.int(2000, 'steps per feature-density report', { min: 1 }),
+  apply_b_dec_to_input: opt.boolean(true, 'subtract b_dec from the input before encoding (SAEs only)'),
+  decoder_init_norm: opt.number(0.1, 'initial norm of decoder rows', { min: 0 }),
+  normalize_sae_decoder: opt.boolean(false, 'keep decoder rows at unit norm throughout training'),
+  b_dec_init_method: opt.choice(['zeros', 'mean', 'geometric_median'], 'zeros', 'b_dec initialisation'),
+  seed: opt.int(42, 'random seed (initialisation, shuffling)', { min: 0 }),
+  checkpoint_every_tokens: opt.int(
+    0,
+    'write a resumable checkpoint every this many tokens (0: at the end only)',
+    { min: 0 },
+  ),
+  saes: opt.json<Record<string, unknown>[]>(
+    [],
+    'sweep: a JSON list of option overrides, one SAE each, trained from one activation stream',
+    (v) => {
+      if (!Array.isArray(v) || v.some((x) => typeof x !== 'object' || x === null || Array.isArray(x))) {
+        throw new Error('a JSON list of objects');
+      }
+      return v as Record<string, unknown>[];
+    },
+    'JSON list',
+  ),
+};
+
+export type TrainingConfig = ConfigOf<typeof trainingOptions>;
+
+export interface TrainingKind {
+  /** The hook(s) each SAE reads, given the layer. */
+  hooks(layer: number): { hook_name: string; hook_name_out?: string };
+  /** Extra per-SAE options (transcoder: skip_connection). */
+  extra?: Record<string, unknown>;
+}
+
+/** Builds the SAE configs (base options, then each `saes` override) and the stream that trains them. */
+export async function buildTraining(
+  cfg: TrainingConfig & Record<string, unknown>,
+  ctx: RunContext,
+  kind: TrainingKind,
+) {
+  const usingModel = cfg.activations === null;
+  const shape = usingModel ? await modelShape(cfg.model) : null;
+  const gpt2Like = shape !== null && shape.nLayer === 12 && shape.nEmbd === 768;
+  const layer = cfg.layer ?? (shape ? (shape.nLayer === 12 ? 8 : Math.floor(shape.nLayer / 2)) : 0);
+  if (shape && layer >= shape.nLayer)
+    throw new UserError(`--layer ${layer}: the model has ${shape.nLayer} layers (0..${shape.nLayer - 1})`);
+  const trainingTokens = cfg.training_tokens ?? (gpt2Like ? 2_000_000 : 600_000);
+  if (shape && shape.name !== 'gpt2' && cfg.model === 'auto') {
+    ctx.log.warn(
+      `GPT-2 weights are not available offline: training on the embedded ${shape.name} with smaller defaults`,
+    );
+  }
+
+  const base = (override: Record<string, unknown>, index: number) => {
+    const hooks = kind.hooks(typeof override.layer === 'number' ? override.layer : layer);
+    const { layer: _layer, ...rest } = override;
+    const merged: Record<string, unknown> = {
+      architecture: cfg.architecture,
+      lr: cfg.lr,
+      lr_scheduler_name: cfg.lr_scheduler_name,
+      lr_warm_up_steps: cfg.lr_warm_up_steps,
+      lr_decay_steps: cfg.lr_decay_steps,
+      training_tokens: trainingTokens,
+      train_batch_size_tokens: cfg.train_batch_size_tokens,
+      normalize_activations: cfg.normalize_activations,
+      n_batches_for_norm_estimate: cfg.n_batches_for_norm_estimate,
+      dead_feature_window: cfg.dead_feature_window,
+      feature_sampling_window: cfg.feature_sampling_window,
+      decoder_init_norm: cfg.decoder_init_norm,
+      normalize_sae_decoder: cfg.normalize_sae_decoder,
+      b_dec_init_method: cfg.b_dec_init_method,
+      seed: cfg.seed + index,
+      ...hooks,
+      ...kind.extra,
+      ...rest,
+    };
+    const arch = merged.architecture;
+    if (arch === 'topk' || arch === 'batchtopk') merged.k ??= cfg.k;
+    if (arch === 'standard' || arch === 'gated') {
+      merged.l1_coefficient ??= cfg.l1_coefficient;
+      merged.l1_warm_up_steps ??= cfg.l1_warm_up_steps;
+    }
+    if (arch === 'jumprelu') merged.l0_coefficient ??= cfg.l0_coefficient;
+    if (!merged.hook_name_out) merged.apply_b_dec_to_input ??= cfg.apply_b_dec_to_input;
+    return merged;
+  };
+  const drafts = (cfg.saes.length > 0 ? cfg.saes : [{}]).map((o, i) => base(o, i));
+  const hooks = [
+    ...new Set(drafts.flatMap((d) => [d.hook_name as string, (d.hook_name_out as string) ?? []].flat())),
+  ];
+
+  const input = await openActivationInput(
+    {
+      activations: cfg.activations,
+      model: cfg.model,
+      dataset: cfg.dataset,
+      hooks,
+      contextSize: cfg.context_size,
+      batchSize: cfg.store_batch_size_prompts,
+      prependBos: cfg.prepend_bos,
+      disableConcatSequences: cfg.disable_concat_sequences,
+      processing: cfg.processing,
+      seed: cfg.seed,
+      loop: true,
+    },
+    ctx,
+  );
+  const configs = drafts.map((d, i) => {
+    const dIn = input.widths[d.hook_name as string] as number;
+    const dOut = d.hook_name_out ? input.widths[d.hook_name_out as string] : undefined;
+    const dSae = (d.d_sae as number | undefined) ?? cfg.d_sae ?? (gpt2Like ? 16 : 8) * dIn;
+    const arch = d.architecture as string;
+    return {
+      name:
+        (d.name as string | undefined) ??
+        (drafts.length === 1 ? `${arch}-${d.hook_name}` : `${i}-${arch}-${d.hook_name}`),
+      d_in: dIn,
+      ...(dOut !== undefined ? { d_out: dOut } : {}),
+      d_sae: dSae,
+      ...d,
+      metadata: {
+        model_name: input.modelName,
+        hook_name: d.hook_name,
+        context_size: cfg.context_size,
+        prepend_bos: cfg.prepend_bos,
+        dataset_path: cfg.activations ?? cfg.dataset,
+        exclude_special_tokens: cfg.exclude_special_tokens,
+      },
+    };
+  });
+
+  const checkpointDir = path.join(ctx.runDir, 'checkpoint');
+  const resuming = ctx.resume && existsSync(path.join(checkpointDir, TRAINER_MANIFEST));
+  const trainer = resuming ? await SaeTrainer.resume(checkpointDir, { configs }) : SaeTrainer.create(configs);
+  trainer.checkHookWidths(input.widths, cfg.activations ?? `the model's hooks`);
+  for (const c of trainer.configs) {
+    ctx.log.info(
+      `SAE ${c.name}: ${c.architecture} ${c.hook_name}${c.d_out ? ` -> ${c.d_out}` : ''}, d_in ${c.d_in}, d_sae ${c.d_sae}, ${c.training_tokens} tokens`,
+    );
+  }
+  if (resuming)
+    ctx.log.info(
+      `resuming from ${checkpointDir} after ${trainer.batches} batches (replaying the activation stream to that point)`,
+    );
+  ctx.progress.setTotal(Math.max(...trainer.configs.map((c) => c.training_tokens)));
+  const skipped = trainer.batches;
+
+  return input.source.pipe(
+    activationStore({
+      hooks,
+      trainBatchSizeTokens: cfg.train_batch_size_tokens,
+      nBatchesInBuffer: cfg.n_batches_in_buffer,
+      seed: cfg.seed,
+      excludeTokenIds: cfg.exclude_special_tokens ? [GPT2_BOS_ID] : [],
+    }),
+    skip(skipped),
+    takeWhile(() => !trainer.done && !ctx.flow.stopped),
+    saeTraining({
+      trainer,
+      checkpointDir,
+      outputDir: path.join(ctx.runDir, 'saes'),
+      checkpointEveryTokens: cfg.checkpoint_every_tokens,
+      flow: ctx.flow,
+      progress: ctx.progress,
+      metrics: ctx.metrics,
+      log: ctx.log,
+    }),
+    map((summary) => {
+      input.dispose();
+      trainer.dispose();
+      return summary;
+    }),
+  );
+}
