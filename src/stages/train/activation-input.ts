@@ -1,4 +1,4 @@
-import { defer, repeat, type Observable } from 'rxjs';
+import { defer, EMPTY, of, repeat, type Observable } from 'rxjs';
 import type { ActivationBatch } from '../../arrow/activation-batch.js';
 import {
   hookShape,
@@ -66,7 +66,7 @@ export async function openActivationInput(
     );
     const read = () => cacheReader({ path: o.activations as string, hooks: o.hooks, flow: ctx.flow });
     return {
-      source: o.loop ? defer(read).pipe(repeat()) : read(),
+      source: o.loop ? loopUntilStopped(read, ctx) : read(),
       widths,
       modelName: info.manifest?.model ?? 'unknown',
       dispose: () => undefined,
@@ -98,7 +98,7 @@ export async function openActivationInput(
       modelActivations({ model, hooks: o.hooks, flow: ctx.flow }),
     );
   return {
-    source: o.loop ? defer(forward).pipe(repeat()) : forward(),
+    source: o.loop ? loopUntilStopped(forward, ctx) : forward(),
     widths,
     modelName: resolved.name,
     dispose: () => model.dispose(),
@@ -110,4 +110,9 @@ export async function modelShape(spec: string): Promise<{ name: string; nLayer: 
   const resolved = await resolveModelSource(spec);
   const config = await readGpt2Config(resolved.dir);
   return { name: resolved.name, nLayer: config.nLayer, nEmbd: config.nEmbd };
+}
+
+/** Starts the stream over whenever it ends, until the run is asked to stop (Ctrl-C). */
+function loopUntilStopped<T>(make: () => Observable<T>, ctx: RunContext): Observable<T> {
+  return defer(make).pipe(repeat({ delay: () => (ctx.flow.stopped ? EMPTY : of(0)) }));
 }
