@@ -1,10 +1,11 @@
+import * as tf from '@tensorflow/tfjs-core';
 import { from, lastValueFrom, toArray } from 'rxjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { activationIds, hookMatrix, hookNames } from '../src/arrow/activation-batch.js';
 import { loadGpt2, type Gpt2Model } from '../src/model/index.js';
 import { selectBackend } from '../src/pipeline/backend.js';
 import { Flow } from '../src/pipeline/flow.js';
-import { modelActivations } from '../src/stages/model/index.js';
+import { modelActivations, modelLoss } from '../src/stages/model/index.js';
 import type { TokenBatch } from '../src/stages/text/types.js';
 import { loadReference, MODEL_F32, ref, relErr, sliceBatch } from './gpt2-fixture.js';
 
@@ -63,5 +64,29 @@ describe('model activations stage', () => {
     expect(() => modelActivations({ model, hooks: ['blocks.7.hook_resid_pre'] })).toThrow(
       /unknown hook "blocks\.7\.hook_resid_pre"/,
     );
+  });
+
+  it('computes per-token loss and logits that match Hugging Face, and applies interventions', async () => {
+    const r = await loadReference();
+    const [n, seqLen] = r.tokens.shape;
+    const batch: TokenBatch = {
+      tokens: r.tokens.data,
+      batchSize: n,
+      contextSize: seqLen,
+      seqIds: Int32Array.from({ length: n }, (_, i) => i),
+    };
+    const [out] = await lastValueFrom(
+      from([batch]).pipe(modelLoss({ model, returnLogits: true }), toArray()),
+    );
+    expect(out!.loss.length).toBe(n * (seqLen - 1));
+    expect(relErr(out!.loss, ref(r, 'loss_per_token').data)).toBeLessThan(1e-4);
+    expect(relErr(out!.logits!, ref(r, 'logits').data)).toBeLessThan(1e-4);
+    const [ablated] = await lastValueFrom(
+      from([batch]).pipe(
+        modelLoss({ model, interventions: { 'blocks.1.hook_mlp_out': (x) => tf.zerosLike(x) } }),
+        toArray(),
+      ),
+    );
+    expect(relErr(ablated!.loss, out!.loss)).toBeGreaterThan(1e-3);
   });
 });

@@ -5,3 +5,4 @@ export {
   resolveModelSource,
   type ResolvedModelSource,
 } from './resolve-model.js';
+export { modelLoss, type LossBatch, type ModelLossOptions } from './model-loss.js';

@@ -30,7 +30,10 @@ export async function resolveModelSource(spec: string, cwd = process.cwd()): Pro
   if (spec === 'auto') {
     // GPT-2 small when the Hugging Face cache already has it; otherwise the embedded model, offline.
     try {
-      const found = await resolveModel('gpt2', { files: ['config.json', 'model.safetensors'], allowDownload: false });
+      const found = await resolveModel('gpt2', {
+        files: ['config.json', 'model.safetensors'],
+        allowDownload: false,
+      });
       return { dir: found.dir, description: `gpt2 from the Hugging Face cache (${found.dir})`, name: 'gpt2' };
     } catch {
       return {
