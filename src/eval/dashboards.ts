@@ -1,0 +1,204 @@
+/**
+ * Data for feature dashboards: which features get one, and, over a second pass on the eval tokens, their
+ * top-activating contexts and activation histograms. The logit effects come from logit-effects.ts.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { Gpt2Model } from '../model/index.js';
+import type { TokenBatch } from '../stages/text/types.js';
+import { Mulberry32 } from '../util/random.js';
+import { keepMask } from './evaluator.js';
+import { FixedBinHistogram } from './histogram.js';
+import type { Histogram } from './histogram.js';
+import { tokenString } from './logit-effects.js';
+import { hookWidth } from './sae-targets.js';
+import type { EvalTarget } from './sae-targets.js';
+
+export interface TopContext {
+  tokens: string[];
+  activations: number[];
+  /** Index (within `tokens`) of the position where the feature fires most in this window. */
+  max_index: number;
+}
+
+export interface FeatureContexts {
+  feature: number;
+  top_contexts: TopContext[];
+  /** Histogram of the feature's non-zero activations on the eval tokens. */
+  histogram: Histogram;
+}
+
+export interface DashboardLayout {
+  /** Windows shown per feature. */
+  topContexts: number;
+  /** Tokens shown before and after the maximum. */
+  before: number;
+  after: number;
+  /** Histogram bins over (0, max activation]. */
+  bins: number;
+}
+
+export const DEFAULT_DASHBOARD_LAYOUT: DashboardLayout = { topContexts: 8, before: 12, after: 4, bins: 32 };
+
+/**
+ * The features that get a dashboard: the n - ⌊n/4⌋ most frequent alive features (ties: lower index), then
+ * ⌊n/4⌋ drawn uniformly from the other alive features with the seed. Fewer when fewer are alive.
+ */
+export function selectDashboardFeatures(density: ArrayLike<number>, n: number, seed: number): number[] {
+  const alive: number[] = [];
+  for (let j = 0; j < density.length; j++) if (density[j]! > 0) alive.push(j);
+  if (n <= 0 || alive.length === 0) return [];
+  alive.sort((a, b) => density[b]! - density[a]! || a - b);
+  const nRandom = Math.floor(n / 4);
+  const nTop = Math.min(alive.length, n - nRandom);
+  const chosen = alive.slice(0, nTop);
+  const rest = alive.slice(nTop);
+  const rng = new Mulberry32(seed);
+  for (let i = 0; i < nRandom && rest.length > 0; i++) {
+    const k = Math.floor(rng.next() * rest.length);
+    chosen.push(rest[k]!);
+    rest.splice(k, 1);
+  }
+  return chosen;
+}
+
+interface Candidate {
+  value: number;
+  ids: Int32Array;
+  activations: Float32Array;
+  maxIndex: number;
+}
+
+/** Top contexts and histogram of one feature, fed a window at a time. */
+class FeatureCollector {
+  private readonly top: Candidate[] = [];
+  private readonly histogram: FixedBinHistogram | null;
+
+  constructor(
+    readonly feature: number,
+    maxActivation: number,
+    private readonly layout: DashboardLayout,
+  ) {
+    this.histogram = maxActivation > 0 ? new FixedBinHistogram(0, maxActivation, layout.bins) : null;
+  }
+
+  /**
+   * `acts[p * stride + offset]` is the activation at position p of a window of `ids`. A window enters the
+   * top list only if its maximum beats the current last one, so ties keep the earlier window.
+   */
+  addWindow(
+    ids: Int32Array,
+    acts: Float32Array,
+    stride: number,
+    offset: number,
+    keep: Uint8Array | undefined,
+  ): void {
+    const seq = ids.length;
+    let best = -1;
+    let bestValue = 0;
+    for (let p = 0; p < seq; p++) {
+      if (keep && keep[p] === 0) continue;
+      const v = acts[p * stride + offset]!;
+      if (v > 0) {
+        this.histogram?.add(v);
+        if (v > bestValue) {
+          bestValue = v;
+          best = p;
+        }
+      }
+    }
+    if (best < 0) return;
+    const k = this.layout.topContexts;
+    if (this.top.length >= k && bestValue <= this.top[this.top.length - 1]!.value) return;
+    const start = Math.max(0, best - this.layout.before);
+    const end = Math.min(seq, best + this.layout.after + 1);
+    const activations = new Float32Array(end - start);
+    for (let p = start; p < end; p++) activations[p - start] = acts[p * stride + offset]!;
+    const candidate: Candidate = {
+      value: bestValue,
+      ids: ids.slice(start, end),
+      activations,
+      maxIndex: best - start,
+    };
+    const at = this.top.findIndex((c) => bestValue > c.value);
+    if (at < 0) this.top.push(candidate);
+    else this.top.splice(at, 0, candidate);
+    if (this.top.length > k) this.top.pop();
+  }
+
+  result(): FeatureContexts {
+    return {
+      feature: this.feature,
+      top_contexts: this.top.map((c) => ({
+        tokens: Array.from(c.ids, tokenString),
+        activations: Array.from(c.activations),
+        max_index: c.maxIndex,
+      })),
+      histogram: this.histogram?.result() ?? { edges: [], counts: [] },
+    };
+  }
+}
+
+/** The second pass: for each SAE, the selected features' contexts over the same eval tokens. */
+export class DashboardCollector {
+  private readonly perTarget: Array<{
+    target: EvalTarget;
+    features: number[];
+    collectors: FeatureCollector[];
+  }>;
+  private readonly excluded: ReadonlySet<number>;
+  private readonly hooks: string[];
+
+  constructor(
+    readonly model: Gpt2Model,
+    selections: ReadonlyArray<{ target: EvalTarget; features: number[]; maxActivation: ArrayLike<number> }>,
+    options: { excludeTokenIds?: readonly number[]; layout?: DashboardLayout } = {},
+  ) {
+    const layout = options.layout ?? DEFAULT_DASHBOARD_LAYOUT;
+    this.excluded = new Set(options.excludeTokenIds ?? []);
+    this.perTarget = selections
+      .filter((s) => s.features.length > 0)
+      .map((s) => ({
+        target: s.target,
+        features: s.features,
+        collectors: s.features.map((f) => new FeatureCollector(f, s.maxActivation[f]!, layout)),
+      }));
+    this.hooks = [...new Set(this.perTarget.map((s) => s.target.hookIn.name))];
+  }
+
+  get empty(): boolean {
+    return this.perTarget.length === 0;
+  }
+
+  async addBatch(batch: TokenBatch): Promise<void> {
+    if (this.empty) return;
+    const { batchSize, contextSize } = batch;
+    const rows = batchSize * contextSize;
+    const run = await this.model.runWithHooks(
+      { data: batch.tokens, shape: [batchSize, contextSize] },
+      { hooks: this.hooks },
+    );
+    const keep = keepMask(batch.tokens, this.excluded);
+    for (const { target, features, collectors } of this.perTarget) {
+      const width = hookWidth(this.model.config, target.hookIn);
+      const data = run.activations.get(target.hookIn.name)!.data;
+      const acts = tf.tidy(() => {
+        const f = target.sae.encode(tf.tensor2d(data, [rows, width]));
+        return tf.gather(f, tf.tensor1d(features, 'int32'), 1);
+      });
+      const host = (await acts.data()) as Float32Array;
+      acts.dispose();
+      const n = features.length;
+      for (let b = 0; b < batchSize; b++) {
+        const ids = batch.tokens.subarray(b * contextSize, (b + 1) * contextSize);
+        const windowActs = host.subarray(b * contextSize * n, (b + 1) * contextSize * n);
+        const windowKeep = keep?.subarray(b * contextSize, (b + 1) * contextSize);
+        collectors.forEach((c, k) => c.addWindow(ids, windowActs, n, k, windowKeep));
+      }
+    }
+  }
+
+  /** The collected contexts, by SAE name. */
+  results(): Map<string, FeatureContexts[]> {
+    return new Map(this.perTarget.map((s) => [s.target.name, s.collectors.map((c) => c.result())]));
+  }
+}
