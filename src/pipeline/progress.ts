@@ -25,7 +25,7 @@ export class Progress {
   private tokens = 0;
   private totalTokens: number | undefined;
   private extra: Record<string, number> = {};
-  private readonly started: number;
+  private started: number;
   private redrawTimer: NodeJS.Timeout | null = null;
   private recordTimer: NodeJS.Timeout | null = null;
   private lineShown = false;
@@ -49,6 +49,21 @@ export class Progress {
     }
     this.recordTimer = setInterval(() => this.record(false), this.options.logEverySeconds * 1000);
     this.recordTimer.unref();
+  }
+
+  /**
+   * Starts a new phase of a run (e.g. evaluation after training): counts, rate and ETA start over, with
+   * `total` tokens expected. The numbers so far are recorded first.
+   */
+  startPhase(name: string, total?: number): void {
+    this.record(false);
+    this.options.metrics.write('phase', { phase: name, total_tokens: total });
+    this.options.logger.info(`phase: ${name}`);
+    this.items = 0;
+    this.tokens = 0;
+    this.extra = {};
+    this.totalTokens = total;
+    this.started = this.now();
   }
 
   /** Total tokens the run will process, when known (enables % and ETA). */

@@ -113,7 +113,7 @@ export async function writeSaeFolder(
   await writeDirAtomic(dir, (tmp) => writeSaeFolderFiles(tmp, config, weights, sparsity));
 }
 
-function expectedShapes(config: SaeFolderConfig, kind: SavedArchitecture): Record<string, number[]> {
+export function expectedShapes(config: SaeFolderConfig, kind: SavedArchitecture): Record<string, number[]> {
   const { d_in: dIn, d_sae: S } = config;
   const dOut = config.d_out ?? dIn;
   const shapes: Record<string, number[]> = { W_enc: [dIn, S], W_dec: [S, dOut], b_dec: [dOut] };
@@ -124,7 +124,10 @@ function expectedShapes(config: SaeFolderConfig, kind: SavedArchitecture): Recor
   return shapes;
 }
 
-function checkConfig(raw: unknown, file: string): { config: SaeFolderConfig; kind: SavedArchitecture } {
+export function checkConfig(
+  raw: unknown,
+  file: string,
+): { config: SaeFolderConfig; kind: SavedArchitecture } {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
     throw new UserError(`${file}: expected a JSON object`);
   }
