@@ -5,20 +5,14 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { activationIds, hookMatrix } from '../src/arrow/activation-batch.js';
 import { parseCliArgs } from '../src/pipeline/cli-args.js';
-import { runPipeline, type RunnerIo } from '../src/pipeline/runner.js';
+import { runPipeline } from '../src/pipeline/runner.js';
+import { testIo } from './runner-io.js';
 import { readActivationBatches } from '../src/stages/cache/index.js';
 import { loadReference, MODEL_F32, ref, relErr } from './gpt2-fixture.js';
 
 const HOOKS = ['blocks.0.hook_resid_pre', 'blocks.1.hook_mlp_out'];
 
-function io(signals = new EventEmitter()): RunnerIo {
-  return {
-    stdout: () => undefined,
-    signals: signals as unknown as RunnerIo['signals'],
-    isTTY: false,
-    cwd: process.cwd(),
-  };
-}
+const io = testIo;
 
 /** The reference token rows as a pre-tokenized JSONL dataset, repeated `copies` times. */
 async function tokenDataset(copies: number): Promise<{ file: string; seqLen: number; n: number }> {

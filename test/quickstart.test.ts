@@ -1,20 +1,15 @@
-import { EventEmitter } from 'node:events';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseCliArgs } from '../src/pipeline/cli-args.js';
-import { runPipeline, type RunnerIo } from '../src/pipeline/runner.js';
+import { runPipeline } from '../src/pipeline/runner.js';
+import { testIo } from './runner-io.js';
 
 describe('pipelines/quickstart.ts', () => {
   it('runs the whole slice offline: embedded corpus and model, a sweep, evaluation and the report', async () => {
     const out = path.join(mkdtempSync(path.join(tmpdir(), 'saeflow-quickstart-')), 'run');
-    const io: RunnerIo = {
-      stdout: () => undefined,
-      signals: new EventEmitter() as unknown as RunnerIo['signals'],
-      isTTY: false,
-      cwd: process.cwd(),
-    };
+    const io = testIo();
     // The default run trains 300k tokens per SAE; a small one exercises the same path.
     const outcome = await runPipeline(
       parseCliArgs([

@@ -1,10 +1,10 @@
-import { EventEmitter } from 'node:events';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseCliArgs } from '../src/pipeline/cli-args.js';
-import { runPipeline, type RunnerIo } from '../src/pipeline/runner.js';
+import { runPipeline } from '../src/pipeline/runner.js';
+import { testIo } from './runner-io.js';
 
 describe('README example pipeline', () => {
   it('is the code the README shows, and it runs', async () => {
@@ -17,12 +17,7 @@ describe('README example pipeline', () => {
     expect(readme).toContain(example.trim());
 
     const out = path.join(mkdtempSync(path.join(tmpdir(), 'saeflow-readme-')), 'run');
-    const io: RunnerIo = {
-      stdout: () => undefined,
-      signals: new EventEmitter() as unknown as RunnerIo['signals'],
-      isTTY: false,
-      cwd: process.cwd(),
-    };
+    const io = testIo();
     const outcome = await runPipeline(
       parseCliArgs([
         'test/pipelines/readme-example.ts',

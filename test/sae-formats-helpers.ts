@@ -62,17 +62,7 @@ export function run(
   return { f: Float32Array.from(out.f), recon: Float32Array.from(out.recon) };
 }
 
-/** max |a - b| / max |b|. */
-export function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  if (a.length !== b.length) throw new Error(`length ${a.length} vs ${b.length}`);
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < a.length; i++) {
-    diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
-    scale = Math.max(scale, Math.abs(b[i]!));
-  }
-  return scale === 0 ? diff : diff / scale;
-}
+export { relErr } from './gpt2-fixture.js';
 
 /** Writes a repository snapshot into a hub cache exactly as huggingface_hub lays it out (blobs + links). */
 export async function populateCache(

@@ -4,18 +4,12 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseCliArgs } from '../src/pipeline/cli-args.js';
-import { runPipeline, type RunnerIo } from '../src/pipeline/runner.js';
+import { runPipeline } from '../src/pipeline/runner.js';
+import { testIo } from './runner-io.js';
 import { Mulberry32 } from '../src/util/random.js';
 import { MODEL_F32 } from './gpt2-fixture.js';
 
-function io(signals = new EventEmitter()): RunnerIo {
-  return {
-    stdout: () => undefined,
-    signals: signals as unknown as RunnerIo['signals'],
-    isTTY: false,
-    cwd: process.cwd(),
-  };
-}
+const io = testIo;
 const tmp = (p: string) => path.join(mkdtempSync(path.join(tmpdir(), `saeflow-${p}-`)), 'run');
 
 /** Random token documents that fit the tiny fixture model's 1000-token vocabulary. */
