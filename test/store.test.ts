@@ -142,4 +142,26 @@ describe('activation store', () => {
       activationStore({ hooks: ['a'], trainBatchSizeTokens: 8, nBatchesInBuffer: 1, seed: 0 }),
     ).toThrow(/n_batches_in_buffer/);
   });
+
+  it('constant_norm_rescale and layer_norm normalise each served token', async () => {
+    const rescaled = await serve({ normalizeActivations: 'constant_norm_rescale' });
+    for (const b of rescaled.slice(0, 3)) {
+      for (let r = 0; r < b.rows; r++) {
+        expect(Math.hypot(...(b.hooks.b as Float32Array).subarray(r * 3, r * 3 + 3))).toBeCloseTo(
+          Math.sqrt(3),
+          4,
+        );
+      }
+    }
+    const normed = await serve({ normalizeActivations: 'layer_norm' });
+    for (const b of normed.slice(0, 3)) {
+      for (let r = 0; r < b.rows; r++) {
+        const row = Array.from((b.hooks.b as Float32Array).subarray(r * 3, r * 3 + 3));
+        const mean = row.reduce((a, v) => a + v, 0) / 3;
+        const variance = row.reduce((a, v) => a + (v - mean) ** 2, 0) / 3;
+        expect(mean).toBeCloseTo(0, 5);
+        expect(variance).toBeCloseTo(1, 3);
+      }
+    }
+  });
 });

@@ -12,6 +12,7 @@ import { Mulberry32 } from '../../util/random.js';
 import { MixingBuffer } from './mixing-buffer.js';
 import {
   estimateScalingFactors,
+  normalizeRowsInPlace,
   scaleInPlace,
   storeAppliesScaling,
   type NormalizeMode,
@@ -110,7 +111,10 @@ export function activationStore(options: ActivationStoreOptions): Stage<Activati
         const serve = (batches: RowBlock[]) => {
           for (const b of batches) {
             const f = factors as Record<string, number>;
-            for (const [hook, values] of Object.entries(b.hooks)) scaleInPlace(values, f[hook] ?? 1);
+            for (const [hook, values] of Object.entries(b.hooks)) {
+              scaleInPlace(values, f[hook] ?? 1);
+              normalizeRowsInPlace(values, values.length / b.rows, mode);
+            }
             subscriber.next({ index: served++, rows: b.rows, hooks: b.hooks, scalingFactors: f });
           }
         };
