@@ -1,6 +1,7 @@
 import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { ProgressCallback } from '../../hub/download.js';
 import { resolveModel } from '../../hub/models.js';
 
 /** The model that ships with saeflow (see models/tiny-gpt2/README.md): used when no network is needed. */
@@ -26,7 +27,11 @@ export interface ResolvedModelSource {
  * A `model` option: `auto`, the embedded model's name, a local Hugging Face directory, or a hub name/alias
  * (`gpt2`, `openai-community/gpt2`), looked up in the Hugging Face cache and downloaded when allowed.
  */
-export async function resolveModelSource(spec: string, cwd = process.cwd()): Promise<ResolvedModelSource> {
+export async function resolveModelSource(
+  spec: string,
+  cwd = process.cwd(),
+  log: (message: string) => void = (m) => process.stderr.write(`${m}\n`),
+): Promise<ResolvedModelSource> {
   if (spec === 'auto') {
     // GPT-2 small when the Hugging Face cache already has it; otherwise the embedded model, offline.
     try {
@@ -54,10 +59,36 @@ export async function resolveModelSource(spec: string, cwd = process.cwd()): Pro
   if (existsSync(local) && statSync(local).isDirectory()) {
     return { dir: local, description: `local directory ${local}`, name: path.basename(local) };
   }
-  const found = await resolveModel(spec, { files: ['config.json', 'model.safetensors'] });
+  const found = await resolveModel(spec, {
+    files: ['config.json', 'model.safetensors'],
+    onProgress: downloadLogger(log),
+  });
   return {
     dir: found.dir,
     description: `${found.repoId ?? spec} from the Hugging Face ${found.source === 'download' ? 'hub' : 'cache'} (${found.dir})`,
     name: spec,
+  };
+}
+
+/** Logs a download's progress every 10% (and each file's start), with the rate and an ETA. */
+function downloadLogger(log: (message: string) => void): ProgressCallback {
+  const shown = new Map<string, { step: number; started: number }>();
+  return ({ repoId, file, downloadedBytes, totalBytes }) => {
+    const key = `${repoId}/${file}`;
+    let entry = shown.get(key);
+    if (!entry) {
+      entry = { step: -1, started: performance.now() };
+      shown.set(key, entry);
+    }
+    const step = totalBytes ? Math.floor((downloadedBytes / totalBytes) * 10) : 0;
+    if (step <= entry.step) return;
+    entry.step = step;
+    const seconds = (performance.now() - entry.started) / 1000;
+    const rate = seconds > 0 ? downloadedBytes / seconds : 0;
+    const eta = totalBytes && rate > 0 ? ` · ETA ${Math.round((totalBytes - downloadedBytes) / rate)}s` : '';
+    const of = totalBytes ? ` of ${(totalBytes / 1e6).toFixed(1)} MB (${step * 10}%)` : '';
+    log(
+      `downloading ${key}: ${(downloadedBytes / 1e6).toFixed(1)} MB${of} · ${(rate / 1e6).toFixed(1)} MB/s${eta}`,
+    );
   };
 }
