@@ -151,7 +151,9 @@ export async function buildTraining(
   };
   const drafts = (cfg.saes.length > 0 ? cfg.saes : [{}]).map((o, i) => base(o, i));
   const hooks = [
-    ...new Set(drafts.flatMap((d) => [d.hook_name as string, (d.hook_name_out as string) ?? []].flat())),
+    ...new Set(
+      drafts.flatMap((d) => (d.hook_name_out ? [d.hook_name, d.hook_name_out] : [d.hook_name]) as string[]),
+    ),
   ];
 
   const input = await openActivationInput(
