@@ -9,7 +9,8 @@ import { hookShape, parseHookName } from '../model/index.js';
 import { UserError } from '../pipeline/errors.js';
 import type { HostTensor } from '../sae/fold.js';
 import { Sae } from '../sae/sae.js';
-import { readSaeFolder, SAE_CFG_FILENAME } from '../sae/saelens-folder.js';
+import { SAE_CFG_FILENAME } from '../sae/saelens-folder.js';
+import { loadSae } from '../sae-formats/load.js';
 import type { SaeFolderConfig } from '../sae/saelens-folder.js';
 import type { SavedArchitecture } from '../sae/saved-architecture.js';
 import { weightStatistics } from './weight-stats.js';
@@ -41,7 +42,9 @@ export interface EvalTarget extends SaeLocation {
 }
 
 const isDir = (p: string): boolean => existsSync(p) && statSync(p).isDirectory();
-const isSaeFolder = (p: string): boolean => existsSync(path.join(p, SAE_CFG_FILENAME));
+// A folder in any format src/sae-formats reads: SAELens/sparsify (cfg.json) or Gemma Scope (params.npz).
+const isSaeFolder = (p: string): boolean =>
+  existsSync(path.join(p, SAE_CFG_FILENAME)) || existsSync(path.join(p, 'params.npz'));
 
 function subFolders(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true })
@@ -61,11 +64,22 @@ export function findSaeFolders(entries: readonly string[], cwd = process.cwd()):
     throw new UserError('--sae: give at least one SAE folder (or a directory of SAE folders)');
   }
   const found: string[] = [];
+  const refs: string[] = [];
   for (const entry of entries) {
     const abs = path.resolve(cwd, entry);
-    if (!existsSync(abs)) throw new UserError(`--sae ${entry}: no such SAE folder (${abs} does not exist)`);
-    if (!isDir(abs))
-      throw new UserError(`--sae ${entry}: not a directory (an SAE folder holds ${SAE_CFG_FILENAME})`);
+    if (!existsSync(abs)) {
+      // Not a local path: a release (`gpt2-small-res-jb/blocks.8.hook_resid_pre`) or a hub repo folder,
+      // resolved by loadSae through the Hugging Face cache or hub.
+      if (entry.includes('/') && !entry.startsWith('.') && !path.isAbsolute(entry)) {
+        refs.push(entry);
+        continue;
+      }
+      throw new UserError(`--sae ${entry}: no such SAE folder (${abs} does not exist)`);
+    }
+    if (!isDir(abs)) {
+      found.push(abs); // a weights file (params.npz, sae_weights.safetensors) stands for its SAE
+      continue;
+    }
     if (isSaeFolder(abs)) {
       found.push(abs);
       continue;
@@ -79,10 +93,10 @@ export function findSaeFolders(entries: readonly string[], cwd = process.cwd()):
     }
     found.push(...inside);
   }
-  const unique = [...new Set(found)];
+  const unique = [...new Set([...found, ...refs])];
   const used = new Map<string, number>();
   return unique.map((p) => {
-    const folderName = path.basename(p);
+    const folderName = path.basename(p).replace(/\.(npz|safetensors)$/, '');
     const n = (used.get(folderName) ?? 0) + 1;
     used.set(folderName, n);
     return { name: n === 1 ? folderName : `${folderName}-${n}`, folderName, path: p };
@@ -109,7 +123,8 @@ export async function loadEvalTarget(
   location: SaeLocation,
   model: { config: Gpt2Config; name: string },
 ): Promise<EvalTarget> {
-  const folder = await readSaeFolder(location.path);
+  // Any published format (SAELens, Gemma Scope, sparsify, a release), converted to the SAELens layout.
+  const folder = await loadSae(location.path);
   const { config, kind } = folder;
   const cfgPath = path.join(location.path, SAE_CFG_FILENAME);
   const where = `SAE '${location.name}' (${cfgPath})`;
