@@ -1,11 +1,14 @@
-// GPT-2 small forward throughput (random weights): our engine on each available TensorFlow.js backend,
-// and PyTorch doing the same work in the same run when `python3` can import torch and transformers.
+// GPT-2 small forward throughput (random weights): our engine on each available TensorFlow.js backend and
+// on onnxruntime-node (`onnx`, src/engine/onnx), and PyTorch doing the same work in the same run when
+// `python3` can import torch and transformers.
 //
-//   npx tsx bench/gpt2-forward.ts [--batch 8] [--context 128] [--stop_layer 8] [--iters 3] [--backends wasm,cpu]
+//   npx tsx bench/gpt2-forward.ts [--batch 8] [--context 128] [--stop_layer 8] [--iters 3] [--backends wasm,cpu,onnx]
 //
 // The forward stops at blocks.<stop_layer>.hook_resid_pre, as an activation store does for one hook.
 import { spawnSync } from 'node:child_process';
+import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
+import { Gpt2Onnx } from '../src/engine/onnx/gpt2-onnx.js';
 import { Gpt2Model, type Gpt2Config, type Gpt2Weights } from '../src/model/index.js';
 import { selectBackend } from '../src/pipeline/backend.js';
 import { Mulberry32 } from '../src/util/random.js';
@@ -70,19 +73,54 @@ for (let i = 0; i < tokens.length; i++) tokens[i] = Math.floor(trng.next() * con
 
 const results: Array<{ engine: string; tokens_per_s: number; detail: string }> = [];
 const weights = randomWeights(config);
+const run = { data: tokens, shape: [batch, context] as [number, number] };
+/** The first engine's activation: every later engine is checked against it, so a fast wrong engine shows. */
+let baseline: Float32Array | undefined;
+
+function maxRelDiff(a: Float32Array, b: Float32Array): number {
+  let diff = 0;
+  let scale = 0;
+  for (let i = 0; i < a.length; i++) {
+    diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
+    scale = Math.max(scale, Math.abs(b[i]!));
+  }
+  return diff / scale;
+}
+
 for (const name of values.backends.split(',')) {
-  const info = await selectBackend(name as 'wasm' | 'cpu' | 'tensorflow');
-  const model = Gpt2Model.create(config, weights, {});
-  await model.runWithHooks({ data: tokens, shape: [batch, context] }, { hooks: [hook] }); // warm-up
+  let forward: () => Promise<Float32Array>;
+  let release: () => Promise<void> | void;
+  let label: string;
+  let detail: string;
+  if (name === 'onnx') {
+    const engine = new Gpt2Onnx(config, weights);
+    forward = async () => (await engine.runWithHooks(run, { hooks: [hook] })).activations.get(hook)!.data;
+    release = () => engine.dispose();
+    label = 'saeflow onnxruntime-node';
+    detail = `${availableParallelism()} intra-op threads`;
+  } else {
+    const info = await selectBackend(name as 'wasm' | 'cpu' | 'tensorflow');
+    const model = Gpt2Model.create(config, weights, {});
+    forward = async () => (await model.runWithHooks(run, { hooks: [hook] })).activations.get(hook)!.data;
+    release = () => model.dispose();
+    label = `saeflow tfjs-${info.name}`;
+    detail = `${info.threads} thread(s)`;
+  }
+  // Warm-up; for onnx it also builds the graph and the session.
+  const s0 = performance.now();
+  const out = await forward();
+  const first = (performance.now() - s0) / 1000;
   const t0 = performance.now();
-  for (let i = 0; i < iters; i++)
-    await model.runWithHooks({ data: tokens, shape: [batch, context] }, { hooks: [hook] });
+  for (let i = 0; i < iters; i++) await forward();
   const seconds = (performance.now() - t0) / 1000;
-  model.dispose();
+  await release();
+  if (baseline)
+    detail += `, max rel diff vs ${results[0]!.engine} ${maxRelDiff(out, baseline).toExponential(1)}`;
+  else baseline = out;
   results.push({
-    engine: `saeflow tfjs-${info.name}`,
+    engine: label,
     tokens_per_s: (iters * batch * context) / seconds,
-    detail: `${info.threads} thread(s)`,
+    detail: `${detail}, first call ${first.toFixed(1)} s`,
   });
 }
 
