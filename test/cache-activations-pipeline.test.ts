@@ -47,25 +47,28 @@ const args = (file: string, seqLen: number, out: string, extra: string[] = []) =
   ]);
 
 describe('pipelines/cache-activations.ts', () => {
-  it('writes a cache whose activations match Hugging Face on the same token ids', async () => {
-    const { file, seqLen, n } = await tokenDataset(1);
-    const out = path.join(mkdtempSync(path.join(tmpdir(), 'saeflow-cache-')), 'run');
-    const outcome = await runPipeline(args(file, seqLen, out), io());
-    expect(outcome?.status).toBe('completed');
-    expect(outcome?.result).toMatchObject({ tokens: n * seqLen, shards: 1 });
+  it.each(['tfjs', 'onnx'])(
+    'writes a cache whose activations match Hugging Face on the same token ids (%s)',
+    async (engine) => {
+      const { file, seqLen, n } = await tokenDataset(1);
+      const out = path.join(mkdtempSync(path.join(tmpdir(), 'saeflow-cache-')), 'run');
+      const outcome = await runPipeline(args(file, seqLen, out, ['--engine', engine]), io());
+      expect(outcome?.status).toBe('completed');
+      expect(outcome?.result).toMatchObject({ tokens: n * seqLen, shards: 1 });
 
-    const r = await loadReference();
-    const rows: Record<string, number[]> = Object.fromEntries(HOOKS.map((h) => [h, []]));
-    const tokens: number[] = [];
-    for await (const batch of readActivationBatches({ path: out })) {
-      tokens.push(...activationIds(batch)!.token);
-      for (const h of HOOKS) rows[h]!.push(...hookMatrix(batch, h));
-    }
-    expect(tokens).toEqual(Array.from(r.tokens.data));
-    for (const h of HOOKS) expect(relErr(rows[h]!, ref(r, h).data)).toBeLessThan(1e-4);
-    const manifest = JSON.parse(readFileSync(path.join(out, 'manifest.json'), 'utf8'));
-    expect(manifest.total_tokens).toBe(n * seqLen);
-  });
+      const r = await loadReference();
+      const rows: Record<string, number[]> = Object.fromEntries(HOOKS.map((h) => [h, []]));
+      const tokens: number[] = [];
+      for await (const batch of readActivationBatches({ path: out })) {
+        tokens.push(...activationIds(batch)!.token);
+        for (const h of HOOKS) rows[h]!.push(...hookMatrix(batch, h));
+      }
+      expect(tokens).toEqual(Array.from(r.tokens.data));
+      for (const h of HOOKS) expect(relErr(rows[h]!, ref(r, h).data)).toBeLessThan(1e-4);
+      const manifest = JSON.parse(readFileSync(path.join(out, 'manifest.json'), 'utf8'));
+      expect(manifest.total_tokens).toBe(n * seqLen);
+    },
+  );
 
   it('an interrupted run resumed with --resume gives byte-identical shards', async () => {
     const { file, seqLen } = await tokenDataset(40);

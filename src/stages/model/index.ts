@@ -6,3 +6,9 @@ export {
   type ResolvedModelSource,
 } from './resolve-model.js';
 export { modelLoss, type LossBatch, type ModelLossOptions } from './model-loss.js';
+export {
+  ENGINES,
+  loadActivationEngine,
+  type ActivationEngine,
+  type EngineName,
+} from './activation-engine.js';

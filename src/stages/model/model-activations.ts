@@ -6,12 +6,12 @@ import {
 import { asyncStage } from '../../pipeline/async-stage.js';
 import type { Flow } from '../../pipeline/flow.js';
 import type { Stage } from '../../pipeline/stage.js';
-import type { Gpt2Model } from '../../model/index.js';
+import type { ActivationEngine } from './activation-engine.js';
 import { resolveHookPatterns } from '../../model/index.js';
 import type { TokenBatch } from '../text/types.js';
 
 export interface ModelActivationsOptions {
-  model: Gpt2Model;
+  model: ActivationEngine;
   /** Hook names or patterns (`blocks.*.hook_resid_post`); unknown names fail when the stage is built. */
   hooks: readonly string[];
   /** Element type of the hook columns (default float32). */

@@ -1,17 +1,15 @@
 import { defer, EMPTY, of, repeat, type Observable } from 'rxjs';
 import type { ActivationBatch } from '../../arrow/activation-batch.js';
-import {
-  hookShape,
-  loadGpt2,
-  parseHookName,
-  readGpt2Config,
-  type Gpt2Model,
-  type WeightProcessing,
-} from '../../model/index.js';
+import { hookShape, parseHookName, readGpt2Config, type WeightProcessing } from '../../model/index.js';
 import type { RunContext } from '../../pipeline/define-pipeline.js';
 import { UserError } from '../../pipeline/errors.js';
 import { cacheReader, inspectActivationSource } from '../cache/index.js';
-import { modelActivations, resolveModelSource } from '../model/index.js';
+import {
+  loadActivationEngine,
+  modelActivations,
+  resolveModelSource,
+  type EngineName,
+} from '../model/index.js';
 import { documentSource, pack, tokenize } from '../text/index.js';
 
 export interface ActivationInputOptions {
@@ -26,6 +24,7 @@ export interface ActivationInputOptions {
   prependBos: boolean;
   disableConcatSequences: boolean;
   processing: WeightProcessing;
+  engine: EngineName;
   seed: number;
   /** Start over when the data runs out (SAELens cycles its dataset); the consumer decides when to stop. */
   loop: boolean;
@@ -74,9 +73,9 @@ export async function openActivationInput(
   }
   const resolved = await resolveModelSource(o.model);
   ctx.log.info(`model: ${resolved.description}`);
-  const model: Gpt2Model = await loadGpt2(resolved.dir, { processing: o.processing });
+  const model = await loadActivationEngine(resolved.dir, { engine: o.engine, processing: o.processing });
   if (o.contextSize > model.config.nPositions) {
-    model.dispose();
+    void model.dispose();
     throw new UserError(
       `--context_size ${o.contextSize} exceeds the model's n_positions (${model.config.nPositions})`,
     );
@@ -101,7 +100,7 @@ export async function openActivationInput(
     source: o.loop ? loopUntilStopped(forward, ctx) : forward(),
     widths,
     modelName: resolved.name,
-    dispose: () => model.dispose(),
+    dispose: () => void model.dispose(),
   };
 }
 

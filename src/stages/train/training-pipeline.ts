@@ -6,6 +6,7 @@ import type { RunContext } from '../../pipeline/define-pipeline.js';
 import { UserError } from '../../pipeline/errors.js';
 import { opt, type ConfigOf } from '../../pipeline/options.js';
 import { SaeTrainer, TRAINER_MANIFEST } from '../../sae/index.js';
+import { ENGINES } from '../model/index.js';
 import { GPT2_BOS_ID } from '../text/index.js';
 import { activationStore } from '../store/index.js';
 import { modelShape, openActivationInput } from './activation-input.js';
@@ -33,6 +34,11 @@ export const trainingOptions = {
   prepend_bos: opt.boolean(true, 'start every window with BOS'),
   disable_concat_sequences: opt.boolean(false, 'never join documents inside one window'),
   processing: opt.choice(WEIGHT_PROCESSINGS, 'none', 'model weight processing'),
+  engine: opt.choice(
+    ENGINES,
+    'tfjs',
+    'model engine: tfjs (TensorFlow.js) or onnx (onnxruntime, ~8x faster on CPU)',
+  ),
   exclude_special_tokens: opt.boolean(true, 'leave BOS/EOS tokens out of training'),
   n_batches_in_buffer: opt.int(16, 'activation store buffer, in training batches', { min: 2 }),
   architecture: opt.choice(ARCHITECTURES, 'topk', 'SAE architecture'),
@@ -167,6 +173,7 @@ export async function buildTraining(
       prependBos: cfg.prepend_bos,
       disableConcatSequences: cfg.disable_concat_sequences,
       processing: cfg.processing,
+      engine: cfg.engine,
       seed: cfg.seed,
       loop: true,
     },
