@@ -37,6 +37,7 @@ export default definePipeline({
           model: cfg.model,
           dataset: cfg.dataset,
           layer: cfg.layer,
+          engine: 'onnx',
           d_sae: cfg.d_sae,
           lr: cfg.lr,
           training_tokens: cfg.training_tokens,
