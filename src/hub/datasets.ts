@@ -19,23 +19,18 @@ import {
   hubFetch,
   hubHttpError,
   HubUnreachableError,
+  type HubAccessOptions,
   type HubClient,
-  type ProgressCallback,
 } from './download.js';
-import { isHubOffline, type Env } from './env.js';
+import { isHubOffline } from './env.js';
 
 export const PARQUET_CONVERSION_REVISION = 'refs/convert/parquet';
 
-export interface ResolveDatasetOptions {
+export interface ResolveDatasetOptions extends HubAccessOptions {
   /** Branch, tag or commit. Default: 'main', falling back to the hub's Parquet conversion. */
   revision?: string;
-  /** Download what the cache lacks (default true; HF_HUB_OFFLINE=1 forbids it regardless). */
-  allowDownload?: boolean;
   /** Use only the first N Parquet files (sorted by path): a sample of a large dataset. */
   maxFiles?: number;
-  onProgress?: ProgressCallback;
-  env?: Env;
-  client?: Partial<HubClient>;
 }
 
 export interface ResolvedDataset {

@@ -44,6 +44,19 @@ export interface DownloadProgress {
 
 export type ProgressCallback = (progress: DownloadProgress) => void;
 
+/** How a model, dataset or SAE lookup may reach the Hugging Face cache and hub. */
+export interface HubAccessOptions {
+  /** Branch, tag or commit of the hub repository; default 'main'. */
+  revision?: string;
+  /** Download what the cache lacks (default true; HF_HUB_OFFLINE=1 forbids it regardless). */
+  allowDownload?: boolean;
+  onProgress?: ProgressCallback;
+  /** Environment to read HF_* settings from (default process.env). */
+  env?: Env;
+  /** Overrides for the hub client (endpoint, cache directory, retry policy). */
+  client?: Partial<HubClient>;
+}
+
 /** Where and how to talk to the hub; `hubClient(env)` fills it from the environment. */
 export interface HubClient {
   endpoint: string;

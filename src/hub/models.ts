@@ -12,14 +12,8 @@ import {
   missingFiles,
   repoCacheDir,
 } from './cache.js';
-import {
-  downloadToCache,
-  hubClient,
-  HubUnreachableError,
-  type HubClient,
-  type ProgressCallback,
-} from './download.js';
-import { isHubOffline, type Env } from './env.js';
+import { downloadToCache, hubClient, HubUnreachableError, type HubAccessOptions } from './download.js';
+import { isHubOffline } from './env.js';
 
 /**
  * Short names of the GPT-2 family and the repositories that hold them now. The hub moved the un-namespaced
@@ -43,18 +37,9 @@ export function modelRepoCandidates(name: string): { repoId: string; cacheIds: s
   return { repoId, cacheIds: [repoId, ...legacy.filter((a) => a !== repoId)] };
 }
 
-export interface ResolveModelOptions {
+export interface ResolveModelOptions extends HubAccessOptions {
   /** Files the caller needs, relative to the repository root ('config.json', 'model.safetensors'). */
   files: string[];
-  /** Branch, tag or commit hash; default 'main'. */
-  revision?: string;
-  /** Download what the cache lacks (default true; HF_HUB_OFFLINE=1 forbids it regardless). */
-  allowDownload?: boolean;
-  onProgress?: ProgressCallback;
-  /** Environment to read HF_* settings from (default process.env). */
-  env?: Env;
-  /** Overrides for the hub client (endpoint, cache directory, retry policy). */
-  client?: Partial<HubClient>;
 }
 
 export interface ResolvedModel {

@@ -19,9 +19,8 @@ import {
 } from '../hub/cache.js';
 import { listRepoTree } from '../hub/datasets.js';
 import { downloadToCache, hubClient, HubUnreachableError } from '../hub/download.js';
-import type { HubClient, ProgressCallback } from '../hub/download.js';
+import type { HubAccessOptions, HubClient } from '../hub/download.js';
 import { isHubOffline } from '../hub/env.js';
-import type { Env } from '../hub/env.js';
 import { UserError } from '../pipeline/errors.js';
 import { detectSaeFormat, layoutFor, layoutOf } from './detect.js';
 import type { DetectedSae, FolderLayout } from './detect.js';
@@ -29,15 +28,7 @@ import { findRelease, releaseEntry, SAE_RELEASES } from './releases.js';
 import type { SaeRelease, SaeReleaseEntry } from './releases.js';
 import type { ReleaseRef } from './types.js';
 
-export interface ResolveSaeOptions {
-  /** Branch, tag or commit of the hub repository; default 'main'. */
-  revision?: string;
-  /** Download what the cache lacks (default true; HF_HUB_OFFLINE=1 forbids it regardless). */
-  allowDownload?: boolean;
-  onProgress?: ProgressCallback;
-  env?: Env;
-  client?: Partial<HubClient>;
-}
+export type ResolveSaeOptions = HubAccessOptions;
 
 export interface ResolvedSae {
   detected: DetectedSae;
