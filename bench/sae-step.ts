@@ -58,7 +58,7 @@ for (const arch of archs) {
 
 const torch = new Map<string, number>();
 let torchInfo = 'PyTorch not available';
-const torchArchs = archs.filter((a) => ['standard', 'topk', 'jumprelu'].includes(a));
+const torchArchs = archs.filter((a) => ['standard', 'topk', 'batchtopk', 'jumprelu', 'gated'].includes(a));
 if (torchArchs.length > 0) {
   const r = spawnSync(
     values.python,

@@ -1,8 +1,9 @@
 """PyTorch baseline for bench/sae-step.ts: one SAE training step (forward, loss, backward, Adam).
 
 Same work as saeflow's trainer for `standard` (ReLU, MSE + l1 * sum f * ||W_dec row||), `topk`
-(top-k of the pre-activations, MSE) and `jumprelu` (JumpReLU with a straight-through threshold
-gradient, MSE + l0 penalty). Prints one JSON line per architecture with tokens/s.
+(top-k of the pre-activations, MSE), `batchtopk` (top k*batch over the whole batch), `jumprelu`
+(JumpReLU with a straight-through threshold gradient, MSE + l0 penalty) and `gated` (gate and magnitude
+paths with shared W_enc, L1 on the gate path, the gate path's auxiliary reconstruction). Prints one JSON line per architecture with tokens/s.
 """
 
 import argparse
@@ -61,13 +62,36 @@ def make(arch, d_in, d_sae):
         "W_dec": W_dec.clone().requires_grad_(),
         "b_dec": torch.zeros(d_in, requires_grad=True),
     }
+    if arch == "gated":
+        params["b_gate"] = params.pop("b_enc")
+        params["r_mag"] = torch.zeros(d_sae, requires_grad=True)
+        params["b_mag"] = torch.zeros(d_sae, requires_grad=True)
     if arch == "jumprelu":
         params["log_threshold"] = torch.full((d_sae,), float(torch.log(torch.tensor(0.01))), requires_grad=True)
     return params
 
 
 def loss_fn(arch, p, x, k):
+    if arch == "gated":
+        xc = x - p["b_dec"]
+        gate = xc @ p["W_enc"] + p["b_gate"]
+        mag = xc @ (p["W_enc"] * p["r_mag"].exp()) + p["b_mag"]
+        f = (gate > 0).to(x.dtype) * torch.relu(mag)
+        xh = f @ p["W_dec"] + p["b_dec"]
+        pi = torch.relu(gate)
+        aux = pi @ p["W_dec"].detach() + p["b_dec"].detach()
+        return (
+            ((xh - x) ** 2).sum(-1).mean()
+            + 5.0 * (pi * p["W_dec"].norm(dim=1)).sum(-1).mean()
+            + ((aux - x) ** 2).sum(-1).mean()
+        )
     pre = (x - p["b_dec"]) @ p["W_enc"] + p["b_enc"]
+    if arch == "batchtopk":
+        acts = torch.relu(pre).flatten()
+        vals, idx = acts.topk(k * x.shape[0])
+        f = torch.zeros_like(acts).scatter(-1, idx, vals).view_as(pre)
+        xh = f @ p["W_dec"] + p["b_dec"]
+        return ((xh - x) ** 2).sum(-1).mean()
     if arch == "standard":
         f = torch.relu(pre)
         xh = f @ p["W_dec"] + p["b_dec"]
@@ -92,7 +116,7 @@ def main():
     ap.add_argument("--batch", type=int, default=1024)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--k", type=int, default=32)
-    ap.add_argument("--archs", default="standard,topk,jumprelu")
+    ap.add_argument("--archs", default="standard,topk,batchtopk,jumprelu,gated")
     a = ap.parse_args()
     blas = "unknown"
     for part in torch.__config__.show().replace(",", "\n").splitlines():
