@@ -71,6 +71,12 @@ export interface SaeTrainingConfig {
   train_batch_size_tokens: number;
   dead_feature_window: number;
   feature_sampling_window: number;
+  /**
+   * Most tokens forward+backward at once: a larger batch is processed in row chunks whose gradients are
+   * summed before the one optimiser update (bounds the [rows, d_sae] intermediates on the wasm heap).
+   * null picks floor(2^25 / d_sae), so only big steps are chunked.
+   */
+  max_rows_per_chunk: number | null;
   seed: number;
   dtype: 'float32';
   /** Written to cfg.json `metadata` (model_name, context_size, prepend_bos, dataset_path, ...). */
@@ -141,6 +147,7 @@ const FIELDS: Record<keyof SaeTrainingConfig, FieldSpec> = {
   train_batch_size_tokens: { kind: int(1) },
   dead_feature_window: { kind: int(1) },
   feature_sampling_window: { kind: int(1) },
+  max_rows_per_chunk: { kind: int(1), nullable: true },
   seed: { kind: int() },
   dtype: { kind: { type: 'enum', values: ['float32'] } },
   metadata: { kind: { type: 'object' } },
@@ -180,6 +187,7 @@ const DEFAULTS: Omit<SaeTrainingConfig, 'name' | 'd_in' | 'd_sae' | 'hook_name' 
   train_batch_size_tokens: 4096,
   dead_feature_window: 1000,
   feature_sampling_window: 2000,
+  max_rows_per_chunk: null,
   seed: 42,
   dtype: 'float32',
   metadata: {},
@@ -234,6 +242,14 @@ function fits(kind: Kind, v: unknown): boolean {
 /** Steps the schedules are built for, as SAELens counts them. */
 export function totalTrainingSteps(cfg: SaeTrainingConfig): number {
   return Math.floor(cfg.training_tokens / cfg.train_batch_size_tokens);
+}
+
+/** Elements of one [rows, d_sae] intermediate the automatic chunk size stays under (128 MB of float32). */
+export const AUTO_CHUNK_ELEMENTS = 2 ** 25;
+
+/** Rows processed at once: `max_rows_per_chunk`, or what keeps rows × d_sae under AUTO_CHUNK_ELEMENTS. */
+export function maxRowsPerChunk(cfg: SaeTrainingConfig): number {
+  return cfg.max_rows_per_chunk ?? Math.max(1, Math.floor(AUTO_CHUNK_ELEMENTS / cfg.d_sae));
 }
 
 export function isTranscoder(cfg: SaeTrainingConfig): boolean {

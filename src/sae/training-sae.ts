@@ -11,7 +11,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { UserError } from '../pipeline/errors.js';
-import { outputWidth, totalTrainingSteps } from './config.js';
+import { maxRowsPerChunk, outputWidth, totalTrainingSteps } from './config.js';
 import type { SaeTrainingConfig } from './config.js';
 import { ARCHITECTURE_MODULES } from './architectures/index.js';
 import { columnSum, rowNorms } from './architectures/common.js';
@@ -50,6 +50,23 @@ export interface SaeStepMetrics {
   topk_threshold?: number;
   /** Present when a feature-sampling window closed at the start of this step. */
   sparsity?: SparsityReport;
+}
+
+/** Per-step values the gradient pass needs besides the batch. */
+interface StepScalars {
+  coefficient: number;
+  deadMaskData: Float32Array | null;
+  numDead: number;
+  scaleIn: number;
+  scaleOut: number;
+}
+
+/** Gradients, and the readback [losses..., total variance, Σ grad², stats..., firing counts per feature]. */
+interface GradientPass {
+  grads: Record<string, tf.Tensor>;
+  readback: tf.Tensor;
+  lossNames: string[];
+  statNames: string[];
 }
 
 function hasNonFinite(data: Float32Array): number {
@@ -175,41 +192,17 @@ export class TrainingSae {
     const scaleIn = this.scaleIn;
     const scaleOut = this.scaleOut;
 
-    let lossNames: string[] = [];
-    let statNames: string[] = [];
-    const { grads, readback } = tf.tidy(() => {
-      const xRaw = tf.tensor2d(x, [rows, cfg.d_in]);
-      const xs = scaleIn === 1 ? xRaw : tf.mul(xRaw, scaleIn);
-      let target: tf.Tensor2D = xs as tf.Tensor2D;
-      if (transcoder) {
-        const yRaw = tf.tensor2d(y!, [rows, cfg.d_out!]);
-        target = (scaleOut === 1 ? yRaw : tf.mul(yRaw, scaleOut)) as tf.Tensor2D;
-      }
-      const input = {
-        x: xs as tf.Tensor2D,
-        target,
-        coefficient: coefficient?.value ?? 0,
-        deadMask: deadMaskData === null ? null : tf.tensor1d(deadMaskData),
-        numDead,
-      };
-      const fwd = this.module.forward(this.params, input, cfg);
-      const g: Grads = this.module.backward(this.params, input, fwd, cfg);
-      if (cfg.normalize_sae_decoder)
-        g.W_dec = removeParallelComponent(g.W_dec as tf.Tensor2D, this.params.W_dec as tf.Tensor2D);
-      lossNames = Object.keys(fwd.losses);
-      statNames = Object.keys(fwd.stats ?? {});
-      const gradSq = tf.addN(Object.values(g).map((t) => tf.sum(tf.square(t!))));
-      const fired = columnSum(tf.step(fwd.featureActs) as tf.Tensor2D);
-      const centred = tf.sub(target, tf.mean(target, 0));
-      const totalVariance = tf.div(tf.sum(tf.square(centred)), rows);
-      const scalars = [
-        ...lossNames.map((n) => fwd.losses[n]!),
-        totalVariance,
-        gradSq,
-        ...statNames.map((n) => fwd.stats![n]!),
-      ];
-      return { grads: g as Record<string, tf.Tensor>, readback: tf.concat([tf.stack(scalars), fired]) };
-    });
+    const step: StepScalars = {
+      coefficient: coefficient?.value ?? 0,
+      deadMaskData,
+      numDead,
+      scaleIn,
+      scaleOut,
+    };
+    const { grads, readback, lossNames, statNames } =
+      rows > maxRowsPerChunk(cfg)
+        ? this.chunkedGradients(x, y, rows, maxRowsPerChunk(cfg), step)
+        : this.wholeBatchGradients(x, y, rows, step);
     const values = readback.dataSync() as Float32Array;
     readback.dispose();
 
@@ -265,6 +258,163 @@ export class TrainingSae {
     this.step += 1;
     this.tokens += rows;
     return metrics;
+  }
+
+  /** Forward + backward of the whole batch at once (what every step below `max_rows_per_chunk` runs). */
+  private wholeBatchGradients(
+    x: Float32Array,
+    y: Float32Array | null,
+    rows: number,
+    step: StepScalars,
+  ): GradientPass {
+    const cfg = this.cfg;
+    const transcoder = cfg.d_out !== null;
+    let names = { lossNames: [] as string[], statNames: [] as string[] };
+    const out = tf.tidy(() => {
+      const xRaw = tf.tensor2d(x, [rows, cfg.d_in]);
+      const xs = step.scaleIn === 1 ? xRaw : tf.mul(xRaw, step.scaleIn);
+      let target: tf.Tensor2D = xs as tf.Tensor2D;
+      if (transcoder) {
+        const yRaw = tf.tensor2d(y!, [rows, cfg.d_out!]);
+        target = (step.scaleOut === 1 ? yRaw : tf.mul(yRaw, step.scaleOut)) as tf.Tensor2D;
+      }
+      const input = {
+        x: xs as tf.Tensor2D,
+        target,
+        coefficient: step.coefficient,
+        deadMask: step.deadMaskData === null ? null : tf.tensor1d(step.deadMaskData),
+        numDead: step.numDead,
+      };
+      const fwd = this.module.forward(this.params, input, cfg);
+      const g: Grads = this.module.backward(this.params, input, fwd, cfg);
+      if (cfg.normalize_sae_decoder)
+        g.W_dec = removeParallelComponent(g.W_dec as tf.Tensor2D, this.params.W_dec as tf.Tensor2D);
+      const gradSq = tf.addN(Object.values(g).map((t) => tf.sum(tf.square(t!))));
+      const fired = columnSum(tf.step(fwd.featureActs) as tf.Tensor2D);
+      const centred = tf.sub(target, tf.mean(target, 0));
+      const totalVariance = tf.div(tf.sum(tf.square(centred)), rows);
+      const lossNames = Object.keys(fwd.losses);
+      const statNames = Object.keys(fwd.stats ?? {});
+      const scalars = [
+        ...lossNames.map((n) => fwd.losses[n]!),
+        totalVariance,
+        gradSq,
+        ...statNames.map((n) => fwd.stats![n]!),
+      ];
+      names = { lossNames, statNames };
+      return { grads: g as Record<string, tf.Tensor>, readback: tf.concat([tf.stack(scalars), fired]) };
+    });
+    return { ...out, ...names };
+  }
+
+  /**
+   * Gradient accumulation for a batch above `max_rows_per_chunk` rows: forward + backward per row chunk,
+   * each chunk's losses and gradients (means over its rows) weighted by chunk rows / batch rows, so their
+   * sum is the whole batch's mean up to float rounding. Firing counts add up, stats take their minimum,
+   * and the explained-variance denominator is centred on the whole batch's mean. Returns the readback in
+   * the unchunked layout.
+   */
+  private chunkedGradients(
+    x: Float32Array,
+    y: Float32Array | null,
+    rows: number,
+    chunkRows: number,
+    step: StepScalars,
+  ): GradientPass {
+    const cfg = this.cfg;
+    const transcoder = cfg.d_out !== null;
+    // Even chunks: ceil(rows / chunks) <= chunkRows.
+    const count = Math.ceil(rows / chunkRows);
+    const size = Math.ceil(rows / count);
+    const bounds: [number, number][] = [];
+    for (let start = 0; start < rows; start += size) bounds.push([start, Math.min(size, rows - start)]);
+
+    const whole = tf.tidy(() => {
+      const xRaw = tf.tensor2d(x, [rows, cfg.d_in]);
+      const xs = (step.scaleIn === 1 ? xRaw : tf.mul(xRaw, step.scaleIn)) as tf.Tensor2D;
+      let target = xs;
+      if (transcoder) {
+        const yRaw = tf.tensor2d(y!, [rows, cfg.d_out!]);
+        target = (step.scaleOut === 1 ? yRaw : tf.mul(yRaw, step.scaleOut)) as tf.Tensor2D;
+      }
+      return { xs, target, targetMean: tf.mean(target, 0) };
+    });
+    const deadMask = step.deadMaskData === null ? null : tf.tensor1d(step.deadMaskData);
+    const kept: tf.Tensor[] = [whole.xs, whole.target, whole.targetMean];
+    if (deadMask !== null) kept.push(deadMask);
+    let acc: Record<string, tf.Tensor> | null = null;
+    try {
+      let batchThreshold: tf.Tensor | undefined;
+      if (this.module.batchThreshold) {
+        const xChunks = bounds.map(([start, n]) => tf.slice2d(whole.xs, [start, 0], [n, -1]));
+        try {
+          batchThreshold = this.module.batchThreshold(this.params, xChunks, cfg);
+        } finally {
+          for (const t of xChunks) t.dispose();
+        }
+        kept.push(batchThreshold);
+      }
+      let lossNames: string[] = [];
+      let statNames: string[] = [];
+      for (const [start, n] of bounds) {
+        const previous: Record<string, tf.Tensor> | null = acc;
+        acc = tf.tidy(() => {
+          const xChunk = tf.slice2d(whole.xs, [start, 0], [n, -1]);
+          const target = transcoder ? tf.slice2d(whole.target, [start, 0], [n, -1]) : xChunk;
+          const input = {
+            x: xChunk,
+            target,
+            coefficient: step.coefficient,
+            deadMask,
+            numDead: step.numDead,
+            ...(batchThreshold === undefined ? {} : { batchThreshold }),
+          };
+          const fwd = this.module.forward(this.params, input, cfg);
+          const g: Grads = this.module.backward(this.params, input, fwd, cfg);
+          lossNames = Object.keys(fwd.losses);
+          statNames = Object.keys(fwd.stats ?? {});
+          const weight = n / rows;
+          const next: Record<string, tf.Tensor> = {};
+          for (const [name, t] of Object.entries(g)) {
+            const part = tf.mul(t!, weight);
+            next[`grad:${name}`] = previous === null ? part : tf.add(previous[`grad:${name}`]!, part);
+          }
+          const sum = (key: string, t: tf.Tensor): void => {
+            next[key] = previous === null ? t : tf.add(previous[key]!, t);
+          };
+          for (const name of lossNames) sum(`loss:${name}`, tf.mul(fwd.losses[name]!, weight));
+          for (const name of statNames) {
+            const v = fwd.stats![name]!;
+            next[`stat:${name}`] = previous === null ? v : tf.minimum(previous[`stat:${name}`]!, v);
+          }
+          sum('fired', columnSum(tf.step(fwd.featureActs) as tf.Tensor2D));
+          sum('variance', tf.sum(tf.square(tf.sub(target, whole.targetMean))));
+          return next;
+        });
+        if (previous !== null) for (const t of Object.values(previous)) t.dispose();
+      }
+      const total: Record<string, tf.Tensor> = acc!;
+      const result = tf.tidy(() => {
+        const g: Record<string, tf.Tensor> = {};
+        for (const key of Object.keys(total)) {
+          if (key.startsWith('grad:')) g[key.slice(5)] = tf.clone(total[key]!);
+        }
+        if (cfg.normalize_sae_decoder)
+          g.W_dec = removeParallelComponent(g.W_dec as tf.Tensor2D, this.params.W_dec as tf.Tensor2D);
+        const gradSq = tf.addN(Object.values(g).map((t) => tf.sum(tf.square(t))));
+        const scalars = [
+          ...lossNames.map((n) => total[`loss:${n}`]!),
+          tf.div(total.variance!, rows),
+          gradSq,
+          ...statNames.map((n) => total[`stat:${n}`]!),
+        ];
+        return { grads: g, readback: tf.concat([tf.stack(scalars), total.fired!]) };
+      });
+      return { ...result, lossNames, statNames };
+    } finally {
+      if (acc !== null) for (const t of Object.values(acc as Record<string, tf.Tensor>)) t.dispose();
+      for (const t of kept) t.dispose();
+    }
   }
 
   private divergence(losses: Record<string, number>, gradNorm: number): UserError {

@@ -33,7 +33,7 @@ import { param } from './types.js';
 import type { ArchitectureModule, ForwardResult, Grads, Params, StepInput } from './types.js';
 
 /** Returns a 0/1 mask [B, d_sae] of the selected entries of h_r. */
-export type Selector = (hr: tf.Tensor2D, cfg: SaeTrainingConfig) => tf.Tensor2D;
+export type Selector = (hr: tf.Tensor2D, cfg: SaeTrainingConfig, input: StepInput) => tf.Tensor2D;
 
 /** The k-th largest value of each row, as a [B, 1] column. */
 export function kthLargestPerRow(values: tf.Tensor2D, k: number): tf.Tensor2D {
@@ -48,16 +48,26 @@ export function auxKBase(cfg: SaeTrainingConfig): number {
   return Math.max(1, Math.floor(outputWidth(cfg) / 2));
 }
 
+/** x_c, h and h_r (the values selection ranks) of a batch; norms is ‖W_dec‖ when h_r is rescaled. */
+export function topKPreActivations(
+  p: Params,
+  x: tf.Tensor2D,
+  cfg: SaeTrainingConfig,
+): { xc: tf.Tensor2D; h: tf.Tensor2D; hr: tf.Tensor2D; norms?: tf.Tensor1D } {
+  const xc = centeredInput(x, p, cfg);
+  const h = encodeLinear(xc, p, param(p, 'b_enc'));
+  const norms = cfg.rescale_acts_by_decoder_norm ? rowNorms(param(p, 'W_dec')) : undefined;
+  const hr = norms ? (tf.mul(h, norms) as tf.Tensor2D) : h;
+  return { xc, h, hr, norms };
+}
+
 export function makeTopKModule(select: Selector): ArchitectureModule {
   return {
     featureParams: () => ({ b_enc: 0 }),
 
     forward(p: Params, input: StepInput, cfg: SaeTrainingConfig): ForwardResult {
-      const xc = centeredInput(input.x, p, cfg);
-      const h = encodeLinear(xc, p, param(p, 'b_enc'));
-      const norms = cfg.rescale_acts_by_decoder_norm ? rowNorms(param(p, 'W_dec')) : undefined;
-      const hr = norms ? (tf.mul(h, norms) as tf.Tensor2D) : h;
-      const selected = select(hr, cfg);
+      const { xc, h, hr, norms } = topKPreActivations(p, input.x, cfg);
+      const selected = select(hr, cfg, input);
       // a = f / ‖W_dec‖, computed without the round trip through the norm.
       const a = tf.mul(tf.relu(h), selected) as tf.Tensor2D;
       const f = norms ? (tf.mul(a, norms) as tf.Tensor2D) : a;

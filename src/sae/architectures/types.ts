@@ -27,6 +27,11 @@ export interface StepInput {
   /** [d_sae] 1 for dead features, 0 otherwise; null when none are dead. Used by the AuxK loss. */
   deadMask: tf.Tensor1D | null;
   numDead: number;
+  /**
+   * batchtopk on a batch processed in row chunks: the selection threshold over the whole batch (from
+   * `batchThreshold`), since a chunk alone cannot know it. Absent when the batch is processed at once.
+   */
+  batchThreshold?: tf.Tensor;
 }
 
 export interface ForwardResult {
@@ -38,7 +43,10 @@ export interface ForwardResult {
   losses: Record<string, tf.Scalar>;
   /** Intermediates the backward pass reuses. */
   cache: Record<string, tf.Tensor>;
-  /** Extra scalars the trainer reads back with the losses (batchtopk: `min_positive_act`). */
+  /**
+   * Extra scalars the trainer reads back with the losses (batchtopk: `min_positive_act`). Over row chunks
+   * the trainer keeps their minimum, so a stat must be a minimum over the batch's tokens.
+   */
   stats?: Record<string, tf.Scalar>;
 }
 
@@ -48,6 +56,11 @@ export interface ArchitectureModule {
   forward(p: Params, input: StepInput, cfg: SaeTrainingConfig): ForwardResult;
   /** Gradients of the total loss with respect to every parameter in `p`. */
   backward(p: Params, input: StepInput, fwd: ForwardResult, cfg: SaeTrainingConfig): Grads;
+  /**
+   * For architectures whose selection couples the tokens of a batch (batchtopk): given the batch's row
+   * chunks (normalised x), the value `StepInput.batchThreshold` must carry for every chunk's forward.
+   */
+  batchThreshold?(p: Params, xChunks: tf.Tensor2D[], cfg: SaeTrainingConfig): tf.Tensor;
 }
 
 export function param<T extends tf.Tensor>(p: Params, name: ParamName): T {
