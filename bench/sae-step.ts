@@ -82,7 +82,7 @@ if (torchArchs.length > 0) {
       torchInfo = `PyTorch ${j.torch}, ${j.threads} threads, BLAS ${j.blas}`;
     }
   } else {
-    console.error(`PyTorch baseline skipped: ${r.stderr.slice(-300)}`);
+    console.error(`PyTorch baseline skipped: ${r.error?.message ?? (r.stderr ?? '').slice(-300)}`);
   }
 }
 
