@@ -12,8 +12,9 @@ import type { Gpt2Config } from '../../model/gpt2-config.js';
 import type { Gpt2Weights, LayerNormWeights, LinearWeights } from '../../model/gpt2-weights.js';
 import { hookShape, parseHookName } from '../../model/hook-points.js';
 import type { HookSite, RunPlan } from '../../model/hook-points.js';
+import { GraphBuilder } from './graph-builder.js';
 import { TensorElemType } from './onnx-proto.js';
-import type { AttributeValue, OnnxModel, OnnxNode, OnnxTensor, OnnxValueInfo } from './onnx-proto.js';
+import type { OnnxModel, OnnxValueInfo } from './onnx-proto.js';
 
 export const INPUT_IDS = 'input_ids';
 export const LOGITS = 'logits';
@@ -33,42 +34,6 @@ const SEQ = -2;
 
 function symbolicShape(config: Gpt2Config, site: HookSite): Array<number | string> {
   return hookShape(config, site, BATCH, SEQ).map((d) => (d === BATCH ? 'batch' : d === SEQ ? 'seq' : d));
-}
-
-class GraphBuilder {
-  readonly nodes: OnnxNode[] = [];
-  readonly initializers: OnnxTensor[] = [];
-  private readonly known = new Set<string>();
-  private counter = 0;
-
-  constant(name: string, dims: readonly number[], data: Float32Array | BigInt64Array): string {
-    if (this.known.has(name)) return name;
-    this.known.add(name);
-    const elemType = data instanceof Float32Array ? TensorElemType.FLOAT : TensorElemType.INT64;
-    this.initializers.push({ name, dims, elemType, data });
-    return name;
-  }
-
-  int64(name: string, values: readonly number[], scalar = false): string {
-    return this.constant(name, scalar ? [] : [values.length], BigInt64Array.from(values.map(BigInt)));
-  }
-
-  scalar(name: string, value: number): string {
-    return this.constant(name, [], Float32Array.of(value));
-  }
-
-  /** Adds a node; its output is `output` or a fresh name derived from `prefix`. */
-  op(
-    opType: string,
-    inputs: string[],
-    prefix: string,
-    output?: string,
-    attributes?: Record<string, AttributeValue>,
-  ): string {
-    const out = output ?? `${prefix}/${opType}_${this.counter++}`;
-    this.nodes.push({ opType, name: `${out}#${opType}`, inputs, outputs: [out], attributes });
-    return out;
-  }
 }
 
 /** Builds the graph for `plan` (from `planRun`) over already processed weights. */
