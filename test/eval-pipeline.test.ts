@@ -79,7 +79,7 @@ beforeAll(async () => {
       { hooks: [L0_HOOK, L1_HOOK, TC_IN, TC_OUT] },
     );
     const activations = Object.fromEntries([...run.activations].map(([h, a]) => [h, a.data]));
-    for (const m of trainer.step({ rows, activations }).saes) metrics.write('train', { ...m });
+    for (const m of (await trainer.step({ rows, activations })).saes) metrics.write('train', { ...m });
   }
   await trainer.saveCheckpoint(path.join(trainRun, 'saes'), { trainerState: false });
   trainer.dispose();

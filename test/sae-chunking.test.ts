@@ -59,7 +59,7 @@ interface Run {
   tensorsAfterSteps: number[];
 }
 
-function train(cfg: Partial<SaeTrainingConfigInput>, maxRows: number | null): Run {
+async function train(cfg: Partial<SaeTrainingConfigInput>, maxRows: number | null): Promise<Run> {
   const resolved = resolveSaeTrainingConfig({
     d_in: D_IN,
     d_sae: D_SAE,
@@ -85,7 +85,7 @@ function train(cfg: Partial<SaeTrainingConfigInput>, maxRows: number | null): Ru
         sae.observeNormBatch(x, y, ROWS);
         continue;
       }
-      metrics.push(sae.trainStep(x, y, ROWS));
+      metrics.push(await sae.trainStep(x, y, ROWS));
       tensorsAfterSteps.push(tf.memory().numTensors);
     }
     const params = Object.fromEntries(Object.entries(sae.hostParams()).map(([n, t]) => [n, t.data]));
@@ -103,9 +103,9 @@ function expectClose(actual: number, expected: number, what: string): void {
 
 describe('row-chunked training steps (gradient accumulation)', () => {
   for (const c of CASES) {
-    it(`${c.label}: chunks of 7 rows match the whole 32-row batch`, () => {
-      const whole = train(c.cfg, null);
-      const chunked = train(c.cfg, 7);
+    it(`${c.label}: chunks of 7 rows match the whole 32-row batch`, async () => {
+      const whole = await train(c.cfg, null);
+      const chunked = await train(c.cfg, 7);
       for (let s = 0; s < STEPS; s++) {
         const a = chunked.metrics[s]!;
         const b = whole.metrics[s]!;
@@ -133,7 +133,7 @@ describe('row-chunked training steps (gradient accumulation)', () => {
     });
   }
 
-  it('max_rows_per_chunk defaults to rows × d_sae under 2^25 and rejects 0', () => {
+  it('max_rows_per_chunk defaults to rows × d_sae under 2^25 and rejects 0', async () => {
     const cfg = resolveSaeTrainingConfig({ d_in: 768, d_sae: 24576, hook_name: 'h' });
     expect(cfg.max_rows_per_chunk).toBeNull();
     expect(maxRowsPerChunk(cfg)).toBe(1365);

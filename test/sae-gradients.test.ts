@@ -7,7 +7,7 @@ import { ARCHITECTURE_MODULES } from '../src/sae/architectures/index.js';
 import type { Params, StepInput } from '../src/sae/architectures/index.js';
 import { resolveSaeTrainingConfig } from '../src/sae/config.js';
 import type { SaeTrainingConfig, SaeTrainingConfigInput } from '../src/sae/config.js';
-import { removeParallelComponent } from '../src/sae/training-sae.js';
+import { removeParallelComponent } from '../src/sae/engines/tfjs-step.js';
 import { Mulberry32 } from '../src/util/random.js';
 import { autodiffLoss, finiteDifferences, jumpReluThresholdGrad, referenceLoss } from './sae-reference.js';
 import type { Params64, RefInput } from './sae-reference.js';

@@ -58,7 +58,7 @@ describe('feature recovery on synthetic sparse data', () => {
         },
       ]);
       while (!trainer.done)
-        trainer.step({ rows: BATCH, activations: { 'blocks.0.hook_resid_pre': data.batch(BATCH).x } });
+        await trainer.step({ rows: BATCH, activations: { 'blocks.0.hook_resid_pre': data.batch(BATCH).x } });
       const out = path.join(dir, label);
       await trainer.saveCheckpoint(out, { trainerState: false });
       trainer.dispose();

@@ -6,13 +6,13 @@
  * rest (JSON numbers round-trip float64 exactly).
  */
 import path from 'node:path';
-import * as tf from '@tensorflow/tfjs-core';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
 import type { Tensor } from '../io/safetensors.js';
 import { UserError } from '../pipeline/errors.js';
 import type { ParamName } from './architectures/types.js';
 import { resolveSaeTrainingConfig } from './config.js';
 import type { SaeTrainingConfig } from './config.js';
+import type { StepEngineName } from './engines/step-engine.js';
 import type { HostTensor } from './fold.js';
 import { TrainingSae } from './training-sae.js';
 
@@ -44,10 +44,6 @@ const FIRING_FIELDS = {
   total_counts: 'totalCounts',
 } as const;
 
-function f32(t: tf.Tensor): Tensor {
-  return { dtype: 'F32', shape: [...t.shape], data: Float32Array.from(t.dataSync() as Float32Array) };
-}
-
 /** Writes `sae`'s state; `params` are host copies already checked to be finite. */
 export async function writeTrainerState(
   dir: string,
@@ -56,8 +52,10 @@ export async function writeTrainerState(
 ): Promise<void> {
   const tensors: Record<string, Tensor> = {};
   for (const [name, t] of Object.entries(params)) tensors[`param.${name}`] = { dtype: 'F32', ...t };
-  for (const [name, t] of Object.entries(sae.adam.m)) tensors[`adam.m.${name}`] = f32(t);
-  for (const [name, t] of Object.entries(sae.adam.v)) tensors[`adam.v.${name}`] = f32(t);
+  for (const which of ['m', 'v'] as const) {
+    for (const [name, t] of Object.entries(sae.hostMoments(which)))
+      tensors[`adam.${which}.${name}`] = { dtype: 'F32', ...t };
+  }
   for (const key of FIRING_ARRAYS) {
     const data = sae.stats[FIRING_FIELDS[key]];
     tensors[`firing.${key}`] = { dtype: 'F64', shape: [data.length], data: Float64Array.from(data) };
@@ -67,7 +65,7 @@ export async function writeTrainerState(
     config: sae.cfg,
     step: sae.step,
     tokens: sae.tokens,
-    adam_step: sae.adam.step,
+    adam_step: sae.engine.adamStep,
     topk_threshold: sae.topkThreshold,
     b_dec_initialized: sae.bDecInitialized,
     rng_state: sae.rngState,
@@ -90,7 +88,11 @@ function describeDifference(a: unknown, b: unknown): boolean {
  * Restores an SAE from `dir`. When `expected` is given (the config the caller would train with), every
  * field must match the saved one; a difference is a UserError naming the field.
  */
-export async function readTrainerState(dir: string, expected?: SaeTrainingConfig): Promise<TrainingSae> {
+export async function readTrainerState(
+  dir: string,
+  expected?: SaeTrainingConfig,
+  engine: StepEngineName = 'tfjs',
+): Promise<TrainingSae> {
   const file = path.join(dir, TRAINER_STATE_FILENAME);
   const { metadata, tensors } = await readSafetensors(file);
   const raw = metadata[META_KEY];
@@ -131,8 +133,8 @@ export async function readTrainerState(dir: string, expected?: SaeTrainingConfig
     const t = get(`param.${name}`, 'F32');
     params[name] = { shape: t.shape, data: t.data as Float32Array };
   }
-  const sae = TrainingSae.fromHostParams(cfg, params, doc.rng_state);
-  const expectedNames = Object.keys(sae.params).sort();
+  const sae = TrainingSae.fromHostParams(cfg, params, doc.rng_state, engine);
+  const expectedNames = [...sae.paramNames].sort();
   if (JSON.stringify(expectedNames) !== JSON.stringify(paramNames.sort())) {
     sae.dispose();
     throw new UserError(
@@ -149,12 +151,10 @@ export async function readTrainerState(dir: string, expected?: SaeTrainingConfig
           `${file}: tensor 'adam.${which}.${name}' has shape [${t.shape.join(', ')}], expected [${shape.join(', ')}]`,
         );
       }
-      const store = sae.adam[which];
-      store[name]!.dispose();
-      store[name] = tf.keep(tf.tensor(t.data as Float32Array, shape, 'float32'));
+      sae.engine.setMoment(which, name, t.data as Float32Array);
     }
   }
-  sae.adam.step = doc.adam_step;
+  sae.engine.adamStep = doc.adam_step;
   for (const key of FIRING_ARRAYS) {
     const t = get(`firing.${key}`, 'F64');
     if (t.data.length !== cfg.d_sae) {

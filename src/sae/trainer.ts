@@ -14,6 +14,7 @@ import path from 'node:path';
 import { UserError } from '../pipeline/errors.js';
 import { writeDirAtomic } from './atomic-dir.js';
 import { resolveSaeTrainingConfigs, targetHook } from './config.js';
+import type { StepEngineName } from './engines/step-engine.js';
 import type { SaeTrainingConfig } from './config.js';
 import { saelensConfig, writeSaeFolderFiles } from './saelens-folder.js';
 import { readTrainerState, writeTrainerState } from './trainer-state.js';
@@ -56,16 +57,24 @@ export class SaeTrainer {
 
   private constructor(readonly saes: TrainingSae[]) {}
 
-  /** Validates the configs (UserError naming the field) and initialises every SAE. */
-  static create(configs: readonly unknown[]): SaeTrainer {
-    return new SaeTrainer(resolveSaeTrainingConfigs(configs).map((cfg) => TrainingSae.create(cfg)));
+  /**
+   * Validates the configs (UserError naming the field) and initialises every SAE on the step engine
+   * `engine` (default tfjs).
+   */
+  static create(configs: readonly unknown[], options: { engine?: StepEngineName } = {}): SaeTrainer {
+    return new SaeTrainer(
+      resolveSaeTrainingConfigs(configs).map((cfg) => TrainingSae.create(cfg, options.engine)),
+    );
   }
 
   /**
    * Continues from a checkpoint written by `saveCheckpoint`. With `configs`, they must equal the saved ones
    * (a changed option is a UserError naming it); without, the saved configs are used.
    */
-  static async resume(dir: string, options: { configs?: readonly unknown[] } = {}): Promise<SaeTrainer> {
+  static async resume(
+    dir: string,
+    options: { configs?: readonly unknown[]; engine?: StepEngineName } = {},
+  ): Promise<SaeTrainer> {
     const manifestPath = path.join(dir, TRAINER_MANIFEST);
     let manifest: Manifest;
     try {
@@ -96,7 +105,7 @@ export class SaeTrainer {
     const saes: TrainingSae[] = [];
     try {
       for (const [i, name] of manifest.saes.entries())
-        saes.push(await readTrainerState(path.join(dir, name), expected?.[i]));
+        saes.push(await readTrainerState(path.join(dir, name), expected?.[i], options.engine));
     } catch (e) {
       for (const s of saes) s.dispose();
       throw e;
@@ -186,7 +195,7 @@ export class SaeTrainer {
    * SAE still training. Bad input (missing hook, wrong width, NaN/inf) and divergence are UserErrors; after
    * one, every SAE still holds its parameters from the last good step.
    */
-  step(batch: TrainingBatch): TrainerStepResult {
+  async step(batch: TrainingBatch): Promise<TrainerStepResult> {
     if (!Number.isSafeInteger(batch.rows) || batch.rows < 1) {
       throw new UserError(`batch ${this.batches}: rows must be a positive integer, got ${batch.rows}`);
     }
@@ -218,7 +227,10 @@ export class SaeTrainer {
       this.batches += 1;
       return { phase: 'norm_estimate', batches: this.batches, saes: [] };
     }
-    const metrics = active.map((sae) => sae.trainStep(inputs.get(sae)!.x, inputs.get(sae)!.y, batch.rows));
+    // One SAE after another: each step uses every core, and a divergence stops before the next SAE.
+    const metrics: SaeStepMetrics[] = [];
+    for (const sae of active)
+      metrics.push(await sae.trainStep(inputs.get(sae)!.x, inputs.get(sae)!.y, batch.rows));
     this.batches += 1;
     return { phase: 'train', batches: this.batches, saes: metrics };
   }

@@ -56,7 +56,7 @@ export function saeTraining(options: SaeTrainingOptions): Stage<TrainingBatch, S
         trainer.checkHookWidths(widths);
         checked = true;
       }
-      const result = trainer.step({ rows: batch.rows, activations: batch.hooks });
+      const result = await trainer.step({ rows: batch.rows, activations: batch.hooks });
       for (const m of result.saes) {
         last.set(m.sae, m);
         metrics?.write('train', { ...m });

@@ -37,7 +37,7 @@ export const trainingOptions = {
   engine: opt.choice(
     ENGINES,
     'tfjs',
-    'model engine: tfjs (TensorFlow.js) or onnx (onnxruntime, ~8x faster on CPU)',
+    'compute engine for the model forward and the SAE steps: tfjs (TensorFlow.js) or onnx (onnxruntime, several times faster on CPU)',
   ),
   exclude_special_tokens: opt.boolean(true, 'leave BOS/EOS tokens out of training'),
   n_batches_in_buffer: opt.int(16, 'activation store buffer, in training batches', { min: 2 }),
@@ -205,7 +205,9 @@ export async function buildTraining(
 
   const checkpointDir = path.join(ctx.runDir, 'checkpoint');
   const resuming = ctx.resume && existsSync(path.join(checkpointDir, TRAINER_MANIFEST));
-  const trainer = resuming ? await SaeTrainer.resume(checkpointDir, { configs }) : SaeTrainer.create(configs);
+  const trainer = resuming
+    ? await SaeTrainer.resume(checkpointDir, { configs, engine: cfg.engine })
+    : SaeTrainer.create(configs, { engine: cfg.engine });
   trainer.checkHookWidths(input.widths, cfg.activations ?? `the model's hooks`);
   for (const c of trainer.configs) {
     ctx.log.info(

@@ -1,0 +1,351 @@
+/**
+ * One SAE training step as an ONNX graph: normalisation, forward, the architecture's loss terms, the
+ * analytic backward pass of src/sae/architectures/ written out node by node, the decoder-norm gradient
+ * projection, global gradient clipping, Adam (PyTorch's update) and the unit-norm re-projection of W_dec.
+ * Parameters and Adam moments are graph inputs and their updated values graph outputs, so one session run
+ * is one optimiser step with no host round trip in between; the caller keeps the old values until it has
+ * checked the readback (losses and gradient norm finite) and only then swaps.
+ *
+ * The formulas and their order follow the tfjs modules exactly (the architectures' files document the
+ * maths); products with a transposed operand are Gemm attributes, which MLAS reads without a copy. The
+ * derivative of relu-like values v >= 0 is Sign(v), one node instead of a comparison and a cast.
+ *
+ * Inputs:  x [B, d_in] raw, y [B, d_out] raw (transcoders), scalars scale_in, scale_out, inv_rows (1/B),
+ *          coefficient, step_size (lr / (1 - β1^t)), bc2_sqrt (√(1 - β2^t)); topk/batchtopk with AuxK:
+ *          dead_bias [d_sae] (0 for dead features, -1e30 for live), k_aux int64 [1], aux_weight
+ *          (aux_loss_coefficient · min(n_dead / k_aux_base, 1)); batchtopk: keep int64 [1] (k·B);
+ *          then every parameter P and its moments m.P, v.P.
+ * Outputs: next.P, next.m.P, next.v.P for every parameter, and `readback` [n + d_sae]: the loss terms,
+ *          the target's total variance, Σ grad² (before clipping), the stats, then firing counts per feature.
+ */
+import type { SaeTrainingConfig } from '../../sae/config.js';
+import type { ParamName } from '../../sae/architectures/types.js';
+import { GraphBuilder } from './graph-builder.js';
+import { GraphOps } from './graph-ops.js';
+import { TensorElemType } from './onnx-proto.js';
+import type { OnnxModel, OnnxValueInfo } from './onnx-proto.js';
+
+const OPSET = 17;
+const IR_VERSION = 8;
+const ADAM_EPS = 1e-8;
+
+export interface SaeStepGraphOptions {
+  /** topk/batchtopk: include the AuxK loss (a step with dead features). */
+  auxK: boolean;
+}
+
+export interface SaeStepGraph {
+  model: OnnxModel;
+  paramNames: ParamName[];
+  lossNames: string[];
+  statNames: string[];
+  /** Scalar float inputs the caller feeds each step (besides x, y and the parameters). */
+  scalarInputs: string[];
+}
+
+/** Parameter shapes of a config, in a fixed order (the order of inputs and outputs). */
+export function stepParamShapes(cfg: SaeTrainingConfig): [ParamName, number[]][] {
+  const dOut = cfg.d_out ?? cfg.d_in;
+  const shapes: [ParamName, number[]][] = [
+    ['W_enc', [cfg.d_in, cfg.d_sae]],
+    ['W_dec', [cfg.d_sae, dOut]],
+    ['b_dec', [dOut]],
+  ];
+  if (cfg.skip_connection) shapes.push(['W_skip', [cfg.d_in, dOut]]);
+  const perFeature: Record<SaeTrainingConfig['architecture'], ParamName[]> = {
+    standard: ['b_enc'],
+    topk: ['b_enc'],
+    batchtopk: ['b_enc'],
+    jumprelu: ['b_enc', 'log_threshold'],
+    gated: ['b_gate', 'r_mag', 'b_mag'],
+  };
+  for (const name of perFeature[cfg.architecture]) shapes.push([name, [cfg.d_sae]]);
+  return shapes;
+}
+
+interface Term {
+  acts: string;
+  grad: string;
+  skip: boolean;
+}
+
+export function buildSaeStepGraph(cfg: SaeTrainingConfig, options: SaeStepGraphOptions): SaeStepGraph {
+  const b = new GraphBuilder();
+  const g = new GraphOps(b, 'step');
+  const transcoder = cfg.d_out !== null;
+  const dOut = cfg.d_out ?? cfg.d_in;
+  const shapes = stepParamShapes(cfg);
+  const has = (name: ParamName): boolean => shapes.some(([n]) => n === name);
+  const inputs: OnnxValueInfo[] = [];
+  const f32 = (name: string, dims: Array<number | string>): string => {
+    inputs.push({ name, elemType: TensorElemType.FLOAT, dims });
+    return name;
+  };
+  const i64 = (name: string): string => {
+    inputs.push({ name, elemType: TensorElemType.INT64, dims: [1] });
+    return name;
+  };
+
+  const x = f32('x', ['batch', cfg.d_in]);
+  const y = transcoder ? f32('y', ['batch', dOut]) : undefined;
+  const scalarInputs = ['scale_in', 'scale_out', 'inv_rows', 'coefficient', 'step_size', 'bc2_sqrt'];
+  const [scaleIn, scaleOut, invRows, coefficient, stepSize, bc2Sqrt] = scalarInputs.map((n) =>
+    f32(n, []),
+  ) as [string, string, string, string, string, string];
+  const selectsTopK = cfg.architecture === 'topk' || cfg.architecture === 'batchtopk';
+  const aux = selectsTopK && options.auxK && cfg.aux_loss_coefficient > 0;
+  let deadBias = '';
+  let kAux = '';
+  let auxWeight = '';
+  if (aux) {
+    deadBias = f32('dead_bias', [cfg.d_sae]);
+    kAux = i64('k_aux');
+    auxWeight = f32('aux_weight', []);
+    scalarInputs.push('aux_weight');
+  }
+  const keep = cfg.architecture === 'batchtopk' ? i64('keep') : '';
+  const p: Partial<Record<ParamName, string>> = {};
+  for (const [name, dims] of shapes) p[name] = f32(name, dims);
+  for (const [name, dims] of shapes) f32(`m.${name}`, dims);
+  for (const [name, dims] of shapes) f32(`v.${name}`, dims);
+  const P = (name: ParamName): string => {
+    const v = p[name];
+    if (v === undefined) throw new Error(`buildSaeStepGraph: no parameter ${name}`);
+    return v;
+  };
+
+  // ---- inputs, normalised
+  g.scope = 'input';
+  const xs = g.mul(x, scaleIn);
+  const target = y === undefined ? xs : g.mul(y, scaleOut);
+  const xc = cfg.apply_b_dec_to_input ? g.sub(xs, P('b_dec')) : xs;
+  const totalVariance = g.mul(g.sumSquare(g.sub(target, g.mean(target, 0))), invRows);
+
+  // ---- shared pieces
+  const decode = (acts: string, withSkip: boolean): string => {
+    const out = g.gemm(acts, P('W_dec'), { bias: P('b_dec') });
+    return withSkip && has('W_skip') ? g.add(out, g.gemm(xs, P('W_skip'))) : out;
+  };
+  /** weight · mean_b Σ_d (recon - target)² and its gradient (weight a graph scalar or a constant). */
+  const squaredError = (recon: string, tgt: string, weight?: string): { loss: string; grad: string } => {
+    const diff = g.sub(recon, tgt);
+    const w = weight === undefined ? invRows : g.mul(weight, invRows);
+    return { loss: g.mul(g.sumSquare(diff), w), grad: g.mul(diff, g.mul(w, g.c(2))) };
+  };
+  const rowNorms = (w: string): string => g.sqrt(g.rowSumSquare(w));
+
+  const losses: [string, string][] = [];
+  const stats: [string, string][] = [];
+  const grads: Partial<Record<ParamName, string>> = {};
+  let featureActs = '';
+  const terms: Term[] = [];
+  let dPre = '';
+  const extraWDecGrads: string[] = [];
+
+  /** dL/d(acts) of each term: G_i W_decᵀ. */
+  const dActs = (t: Term): string => g.gemm(t.grad, P('W_dec'), { transB: true });
+
+  g.scope = cfg.architecture;
+  switch (cfg.architecture) {
+    case 'standard': {
+      const f = g.relu(g.gemm(xc, P('W_enc'), { bias: P('b_enc') }));
+      featureActs = f;
+      const mse = squaredError(decode(f, true), target);
+      const norms = rowNorms(P('W_dec'));
+      const fSum = g.sum(f, 0);
+      const c = g.mul(coefficient, invRows);
+      losses.push(['mse_loss', mse.loss], ['l1_loss', g.mul(g.sum(g.mul(fSum, norms)), c)]);
+      const term = { acts: f, grad: mse.grad, skip: true };
+      terms.push(term);
+      const dF = g.add(dActs(term), g.mul(norms, c));
+      dPre = g.mul(dF, g.sign(f));
+      grads.b_enc = g.sum(dPre, 0);
+      extraWDecGrads.push(g.mul(P('W_dec'), g.column(g.div(g.mul(fSum, c), norms))));
+      break;
+    }
+    case 'topk':
+    case 'batchtopk': {
+      const h = g.gemm(xc, P('W_enc'), { bias: P('b_enc') });
+      const norms = cfg.rescale_acts_by_decoder_norm ? rowNorms(P('W_dec')) : undefined;
+      const hr = norms === undefined ? h : g.mul(h, norms);
+      let threshold: string;
+      if (cfg.architecture === 'topk') {
+        threshold = g.rowMin(g.topkValues(hr, b.int64('c.k', [cfg.k])));
+      } else {
+        threshold = g.minAll(g.topkValues(g.reshape(hr, [1, -1]), keep));
+      }
+      const selected = g.greaterOrEqual(hr, threshold);
+      const a = g.where(selected, g.relu(h), g.c(0));
+      const f = norms === undefined ? a : g.mul(a, norms);
+      featureActs = f;
+      const recon = decode(a, true);
+      const mse = squaredError(recon, target);
+      losses.push(['mse_loss', mse.loss]);
+      const main = { acts: a, grad: mse.grad, skip: true };
+      terms.push(main);
+      dPre = g.mul(dActs(main), g.sign(a));
+      if (aux) {
+        const masked = g.add(hr, deadBias);
+        const auxSelected = g.greaterOrEqual(masked, g.rowMin(g.topkValues(masked, kAux)));
+        const auxActs = g.where(auxSelected, h, g.c(0));
+        const residual = g.sub(target, recon);
+        const auxMse = squaredError(decode(auxActs, false), residual, auxWeight);
+        losses.push(['auxiliary_reconstruction_loss', auxMse.loss]);
+        const auxTerm = { acts: auxActs, grad: auxMse.grad, skip: false };
+        terms.push(auxTerm);
+        dPre = g.add(dPre, g.where(auxSelected, dActs(auxTerm), g.c(0)));
+      } else {
+        losses.push(['auxiliary_reconstruction_loss', g.c(0)]);
+      }
+      grads.b_enc = g.sum(dPre, 0);
+      if (cfg.architecture === 'batchtopk') {
+        // Smallest positive activation: zeros are lifted to 1e30 (1e30 means nothing fired).
+        stats.push(['min_positive_act', g.minAll(g.where(g.greater(f, g.c(0)), f, g.c(1e30)))]);
+      }
+      break;
+    }
+    case 'jumprelu': {
+      const h = g.gemm(xc, P('W_enc'), { bias: P('b_enc') });
+      const theta = g.exp(P('log_threshold'));
+      const active = g.greater(h, theta);
+      const f = g.where(active, h, g.c(0));
+      featureActs = f;
+      const mse = squaredError(decode(f, true), target);
+      const c = g.mul(coefficient, invRows);
+      losses.push(['mse_loss', mse.loss], ['l0_loss', g.mul(g.sum(g.toFloat(active)), c)]);
+      const term = { acts: f, grad: mse.grad, skip: true };
+      terms.push(term);
+      const dF = dActs(term);
+      dPre = g.where(active, dF, g.c(0));
+      grads.b_enc = g.sum(dPre, 0);
+      const eps = cfg.jumprelu_bandwidth;
+      const kernel = g.less(g.abs(g.div(g.sub(h, theta), g.c(eps))), g.c(0.5));
+      // ∂L/∂θ = -(θ/ε) Σ_b K·∂L/∂f - (c/(Bε)) Σ_b K
+      const dTheta = g.sub(
+        g.mul(g.sum(g.where(kernel, dF, g.c(0)), 0), g.div(theta, g.c(-eps))),
+        g.mul(g.sum(g.toFloat(kernel), 0), g.div(c, g.c(eps))),
+      );
+      grads.log_threshold = g.mul(dTheta, theta);
+      break;
+    }
+    case 'gated': {
+      const pre = g.gemm(xc, P('W_enc'));
+      const piGate = g.add(pre, P('b_gate'));
+      const expR = g.exp(P('r_mag'));
+      const piMag = g.add(g.mul(pre, expR), P('b_mag'));
+      const f = g.where(g.greater(piGate, g.c(0)), g.relu(piMag), g.c(0));
+      featureActs = f;
+      const mse = squaredError(decode(f, true), target);
+      const gate = g.relu(piGate);
+      const norms = rowNorms(P('W_dec'));
+      const gSum = g.sum(gate, 0);
+      const c = g.mul(coefficient, invRows);
+      const auxMse = squaredError(decode(gate, true), target);
+      losses.push(
+        ['mse_loss', mse.loss],
+        ['l1_loss', g.mul(g.sum(g.mul(gSum, norms)), c)],
+        ['auxiliary_reconstruction_loss', auxMse.loss],
+      );
+      const main = { acts: f, grad: mse.grad, skip: true };
+      const gateTerm = { acts: gate, grad: auxMse.grad, skip: true };
+      terms.push(main, gateTerm);
+      const dPiMag = g.mul(dActs(main), g.sign(f));
+      const dPiGate = g.mul(g.add(dActs(gateTerm), g.mul(norms, c)), g.sign(gate));
+      dPre = g.add(g.mul(dPiMag, expR), dPiGate);
+      grads.b_gate = g.sum(dPiGate, 0);
+      grads.b_mag = g.sum(dPiMag, 0);
+      grads.r_mag = g.mul(g.sum(g.mul(dPiMag, pre), 0), expR);
+      extraWDecGrads.push(g.mul(P('W_dec'), g.column(g.div(g.mul(gSum, c), norms))));
+      break;
+    }
+  }
+
+  // ---- decoder and encoder backward
+  g.scope = 'backward';
+  let wDecGrad = '';
+  for (const t of terms) {
+    // Gemm's C input accumulates the terms: Σ_i actsᵢᵀ Gᵢ without separate adds.
+    wDecGrad = g.gemm(t.acts, t.grad, { transA: true, ...(wDecGrad === '' ? {} : { bias: wDecGrad }) });
+  }
+  for (const extra of extraWDecGrads) wDecGrad = g.add(wDecGrad, extra);
+  let bDecGrad = terms.map((t) => g.sum(t.grad, 0)).reduce((acc, s) => g.add(acc, s));
+  if (has('W_skip')) {
+    const skipGrads = terms.filter((t) => t.skip).map((t) => t.grad);
+    grads.W_skip = g.gemm(
+      xs,
+      skipGrads.reduce((acc, s) => g.add(acc, s)),
+      { transA: true },
+    );
+  }
+  grads.W_enc = g.gemm(xc, dPre, { transA: true });
+  if (cfg.apply_b_dec_to_input) {
+    const dPreSum = cfg.architecture === 'gated' ? g.sum(dPre, 0) : grads.b_enc!;
+    bDecGrad = g.add(bDecGrad, g.neg(g.reshape(g.gemm(P('W_enc'), g.column(dPreSum)), [-1])));
+  }
+  if (cfg.normalize_sae_decoder) {
+    // Remove from each row's gradient its component along the row.
+    const w = P('W_dec');
+    const coef = g.div(g.sum(g.mul(wDecGrad, w), 1), g.rowSumSquare(w));
+    wDecGrad = g.sub(wDecGrad, g.mul(w, g.column(coef)));
+  }
+  grads.W_dec = wDecGrad;
+  grads.b_dec = bDecGrad;
+
+  // ---- clipping and Adam
+  g.scope = 'adam';
+  const gradSq = shapes.map(([name]) => g.sumSquare(grads[name]!)).reduce((acc, s) => g.add(acc, s));
+  const clip =
+    cfg.max_grad_norm > 0
+      ? g.min(g.div(g.c(cfg.max_grad_norm), g.add(g.sqrt(gradSq), g.c(1e-6))), g.c(1))
+      : undefined;
+  const b1 = cfg.adam_beta1;
+  const b2 = cfg.adam_beta2;
+  for (const [name] of shapes) {
+    const grad = clip === undefined ? grads[name]! : g.mul(grads[name]!, clip);
+    const m = g.add(`m.${name}`, g.mul(g.sub(grad, `m.${name}`), g.c(1 - b1)), `next.m.${name}`);
+    const v = g.add(g.mul(`v.${name}`, g.c(b2)), g.mul(g.mul(grad, grad), g.c(1 - b2)), `next.v.${name}`);
+    const denom = g.add(g.div(g.sqrt(v), bc2Sqrt), g.c(ADAM_EPS));
+    const updated = g.mul(g.div(m, denom), stepSize);
+    if (name === 'W_dec' && cfg.normalize_sae_decoder) {
+      const w = g.sub(P(name), updated);
+      g.div(w, g.column(g.sqrt(g.rowSumSquare(w))), `next.${name}`);
+    } else {
+      g.sub(P(name), updated, `next.${name}`);
+    }
+  }
+
+  // ---- readback
+  g.scope = 'readback';
+  const fired = g.sum(g.toFloat(g.greater(featureActs, g.c(0))), 0);
+  const scalars = [...losses.map(([, t]) => t), totalVariance, gradSq, ...stats.map(([, t]) => t)];
+  g.concat([...scalars.map((s) => g.reshape(s, [1])), fired], 'readback');
+
+  const outputs: OnnxValueInfo[] = [];
+  for (const prefix of ['next.', 'next.m.', 'next.v.']) {
+    for (const [name, dims] of shapes)
+      outputs.push({ name: `${prefix}${name}`, elemType: TensorElemType.FLOAT, dims });
+  }
+  outputs.push({
+    name: 'readback',
+    elemType: TensorElemType.FLOAT,
+    dims: [scalars.length + cfg.d_sae],
+  });
+  return {
+    model: {
+      graph: {
+        name: `sae_step_${cfg.architecture}`,
+        nodes: b.nodes,
+        initializers: b.initializers,
+        inputs,
+        outputs,
+      },
+      opset: OPSET,
+      irVersion: IR_VERSION,
+      producer: 'saeflow',
+    },
+    paramNames: shapes.map(([n]) => n),
+    lossNames: losses.map(([n]) => n),
+    statNames: stats.map(([n]) => n),
+    scalarInputs,
+  };
+}
