@@ -1,99 +1,228 @@
-// SAE training-step throughput: saeflow's trainer (TensorFlow.js) against PyTorch doing the same step
-// (forward, loss, backward, Adam, grad clipping) in the same run.
+// SAE training-step throughput: saeflow's trainer (TrainingSae.trainStep, the path a pipeline runs) on
+// its step engines against PyTorch doing the same step (forward, loss, backward, clipping, Adam) on the
+// same shapes, in the same run, one process per measurement so that no run inherits another's heap.
 //
-//   npx tsx bench/sae-step.ts [--d_in 768] [--d_sae 6144] [--batch 1024] [--steps 5] [--archs standard,topk,...]
+//   npx tsx bench/sae-step.ts [--sizes small,big] [--archs standard,topk,...] [--engines onnx,tfjs]
+//                             [--steps 5] [--python auto|PATH] [--install-torch]
 //
-// PyTorch runs when `python3` imports torch (`pip install torch`: the local wheel cache has a CPU build);
-// it runs with OPENBLAS_CORETYPE=SkylakeX, the fastest OpenBLAS kernel here, in its own process.
+// Sizes: small = d_in 768, d_sae 6144, batch 1024; big = d_in 768, d_sae 24576, batch 4096 (or give
+// --d_in/--d_sae/--batch for one custom size). PyTorch: every interpreter in --python (auto: Debian's
+// /usr/bin/python3, whose python3-torch uses OpenBLAS, and the `python3` on PATH, e.g. pip's MKL build)
+// that imports torch is run with OPENBLAS_CORETYPE=SkylakeX, the fastest OpenBLAS kernel here, and the
+// fastest is the baseline. --install-torch first installs Debian's python3-torch + libopenblas0-pthread
+// when no interpreter has torch (needs root and apt).
 import { spawnSync } from 'node:child_process';
+import { existsSync, realpathSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { selectBackend } from '../src/pipeline/backend.js';
-import { SaeTrainer } from '../src/sae/index.js';
-import { Mulberry32 } from '../src/util/random.js';
 
 const { values } = parseArgs({
   options: {
-    d_in: { type: 'string', default: '768' },
-    d_sae: { type: 'string', default: '6144' },
-    batch: { type: 'string', default: '1024' },
-    steps: { type: 'string', default: '5' },
+    sizes: { type: 'string', default: 'small,big' },
+    d_in: { type: 'string' },
+    d_sae: { type: 'string' },
+    batch: { type: 'string' },
+    steps: { type: 'string' },
     k: { type: 'string', default: '32' },
     archs: { type: 'string', default: 'standard,topk,batchtopk,jumprelu,gated' },
-    backend: { type: 'string', default: 'wasm' },
-    python: { type: 'string', default: 'python3' },
+    engines: { type: 'string', default: 'onnx' },
+    python: { type: 'string', default: 'auto' },
+    'install-torch': { type: 'boolean', default: false },
+    child: { type: 'string' },
   },
 });
-const dIn = Number(values.d_in);
-const dSae = Number(values.d_sae);
-const batch = Number(values.batch);
-const steps = Number(values.steps);
-const archs = values.archs.split(',');
 
-const backend = await selectBackend(values.backend as 'wasm' | 'cpu' | 'tensorflow');
-const rng = new Mulberry32(3);
-const x = new Float32Array(batch * dIn);
-for (let i = 0; i < x.length; i++) x[i] = rng.next() * 2 - 1;
+interface Size {
+  name: string;
+  dIn: number;
+  dSae: number;
+  batch: number;
+  steps: number;
+}
 
-const ours = new Map<string, number>();
-for (const arch of archs) {
-  const trainer = SaeTrainer.create([
-    {
-      name: arch,
-      architecture: arch,
-      d_in: dIn,
-      d_sae: dSae,
-      hook_name: 'x',
-      train_batch_size_tokens: batch,
-      training_tokens: batch * (steps + 2),
-      ...(arch === 'topk' || arch === 'batchtopk' ? { k: Number(values.k) } : {}),
-      ...(arch === 'standard' || arch === 'gated' ? { l1_coefficient: 5 } : {}),
-    },
-  ]);
-  trainer.step({ rows: batch, activations: { x } }); // warm-up
+const SIZES: Record<string, Size> = {
+  small: { name: 'small', dIn: 768, dSae: 6144, batch: 1024, steps: 5 },
+  big: { name: 'big', dIn: 768, dSae: 24576, batch: 4096, steps: 3 },
+};
+
+if (values.child !== undefined) {
+  // One measurement: --child ENGINE:ARCH with the size flags.
+  const [engine, arch] = values.child.split(':') as ['tfjs' | 'onnx', string];
+  const { selectBackend } = await import('../src/pipeline/backend.js');
+  const { resolveSaeTrainingConfig } = await import('../src/sae/config.js');
+  const { TrainingSae } = await import('../src/sae/training-sae.js');
+  const { Mulberry32 } = await import('../src/util/random.js');
+  if (engine === 'tfjs') await selectBackend('wasm');
+  const [dIn, dSae, batch, steps] = [values.d_in, values.d_sae, values.batch, values.steps].map(Number) as [
+    number,
+    number,
+    number,
+    number,
+  ];
+  const cfg = resolveSaeTrainingConfig({
+    name: arch,
+    architecture: arch,
+    d_in: dIn,
+    d_sae: dSae,
+    hook_name: 'x',
+    train_batch_size_tokens: batch,
+    training_tokens: batch * (steps + 2),
+    ...(arch === 'topk' || arch === 'batchtopk' ? { k: Number(values.k) } : {}),
+    ...(arch === 'standard' || arch === 'gated' ? { l1_coefficient: 5 } : {}),
+  });
+  const rng = new Mulberry32(3);
+  const x = new Float32Array(batch * dIn);
+  for (let i = 0; i < x.length; i++) x[i] = rng.next() * 2 - 1;
+  const sae = TrainingSae.create(cfg, engine);
+  // Warm-up: graph compilation, then the allocator growing to its steady state.
+  for (let s = 0; s < 2; s++) await sae.trainStep(x, null, batch);
   const t0 = performance.now();
-  for (let s = 0; s < steps; s++) trainer.step({ rows: batch, activations: { x } });
-  ours.set(arch, (steps * batch) / ((performance.now() - t0) / 1000));
-  trainer.dispose();
-}
-
-const torch = new Map<string, number>();
-let torchInfo = 'PyTorch not available';
-const torchArchs = archs.filter((a) => ['standard', 'topk', 'batchtopk', 'jumprelu', 'gated'].includes(a));
-if (torchArchs.length > 0) {
-  const r = spawnSync(
-    values.python,
-    [
-      'bench/torch/sae_step.py',
-      ...['--d_in', String(dIn), '--d_sae', String(dSae), '--batch', String(batch), '--steps', String(steps)],
-      ...['--k', values.k, '--archs', torchArchs.join(',')],
-    ],
-    { encoding: 'utf8', env: { ...process.env, OPENBLAS_CORETYPE: 'SkylakeX' } },
-  );
-  if (r.status === 0) {
-    for (const line of r.stdout.trim().split('\n')) {
-      const j = JSON.parse(line) as {
-        arch: string;
-        tokens_per_s: number;
-        torch: string;
-        threads: number;
-        blas: string;
-      };
-      torch.set(j.arch, j.tokens_per_s);
-      torchInfo = `PyTorch ${j.torch}, ${j.threads} threads, BLAS ${j.blas}`;
-    }
-  } else {
-    console.error(`PyTorch baseline skipped: ${r.error?.message ?? (r.stderr ?? '').slice(-300)}`);
+  for (let s = 0; s < steps; s++) {
+    const t = performance.now();
+    await sae.trainStep(x, null, batch);
+    if (process.env.BENCH_VERBOSE) console.error(`step ${s}: ${(performance.now() - t).toFixed(0)} ms`);
   }
+  const seconds = (performance.now() - t0) / 1000;
+  sae.dispose();
+  console.log(JSON.stringify({ tokens_per_s: (steps * batch) / seconds }));
+  process.exit(0);
 }
 
-console.log(
-  `SAE step, d_in ${dIn}, d_sae ${dSae}, batch ${batch}; saeflow tfjs-${backend.name} (${backend.threads} thread) vs ${torchInfo}`,
-);
-console.log('| architecture | saeflow tokens/s | PyTorch tokens/s | ratio |\n|---|---|---|---|');
-for (const arch of archs) {
-  const o = ours.get(arch) as number;
-  const t = torch.get(arch);
-  console.log(
-    `| ${arch} | ${o.toFixed(0)} | ${t ? t.toFixed(0) : 'n/a'} | ${t ? (o / t).toFixed(3) : 'n/a'} |`,
+function pythonsWithTorch(): string[] {
+  const candidates = values.python === 'auto' ? ['/usr/bin/python3', 'python3'] : values.python.split(',');
+  const seen = new Set<string>();
+  const found: string[] = [];
+  for (const py of candidates) {
+    const r = spawnSync(py, ['-c', 'import sys, torch; print(sys.executable)'], { encoding: 'utf8' });
+    if (r.status !== 0) continue;
+    const exe = r.stdout.trim();
+    const key = existsSync(exe) ? realpathSync(exe) : exe;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    found.push(py);
+  }
+  return found;
+}
+
+let pythons = pythonsWithTorch();
+if (pythons.length === 0 && values['install-torch']) {
+  console.error('no python has torch: installing Debian python3-torch and libopenblas0-pthread');
+  const r = spawnSync('apt-get', ['install', '-y', 'python3-torch', 'libopenblas0-pthread'], {
+    stdio: 'inherit',
+    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+  });
+  if (r.status !== 0) console.error('apt-get failed; PyTorch baselines skipped');
+  pythons = pythonsWithTorch();
+}
+
+const sizes: Size[] =
+  values.d_sae !== undefined
+    ? [
+        {
+          name: 'custom',
+          dIn: Number(values.d_in ?? 768),
+          dSae: Number(values.d_sae),
+          batch: Number(values.batch ?? 1024),
+          steps: Number(values.steps ?? 5),
+        },
+      ]
+    : values.sizes.split(',').map((s) => {
+        const size = SIZES[s];
+        if (size === undefined) throw new Error(`unknown size ${s} (small, big)`);
+        return values.steps === undefined ? size : { ...size, steps: Number(values.steps) };
+      });
+const archs = values.archs.split(',');
+const engines = values.engines.split(',');
+
+function sizeArgs(size: Size): string[] {
+  return [
+    '--d_in',
+    `${size.dIn}`,
+    '--d_sae',
+    `${size.dSae}`,
+    '--batch',
+    `${size.batch}`,
+    '--steps',
+    `${size.steps}`,
+  ];
+}
+
+function ours(engine: string, arch: string, size: Size): number | null {
+  const r = spawnSync(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      'bench/sae-step.ts',
+      '--child',
+      `${engine}:${arch}`,
+      '--k',
+      values.k,
+      ...sizeArgs(size),
+    ],
+    { encoding: 'utf8', maxBuffer: 1 << 24 },
   );
+  const line = r.stdout.trim().split('\n').pop() ?? '';
+  if (r.status !== 0 || !line.startsWith('{')) {
+    console.error(`${engine} ${arch} ${size.name} failed: ${(r.stderr ?? '').slice(-400)}`);
+    return null;
+  }
+  return (JSON.parse(line) as { tokens_per_s: number }).tokens_per_s;
+}
+
+interface TorchRun {
+  tokensPerS: number;
+  label: string;
+}
+
+function pytorch(arch: string, size: Size): TorchRun | null {
+  let best: TorchRun | null = null;
+  for (const py of pythons) {
+    const r = spawnSync(
+      py,
+      ['bench/torch/sae_step.py', ...sizeArgs(size), '--k', values.k, '--archs', arch],
+      { encoding: 'utf8', env: { ...process.env, OPENBLAS_CORETYPE: 'SkylakeX' } },
+    );
+    if (r.status !== 0) {
+      console.error(`PyTorch (${py}) ${arch} ${size.name} failed: ${(r.stderr ?? '').slice(-300)}`);
+      continue;
+    }
+    const j = JSON.parse(r.stdout.trim().split('\n').pop()!) as {
+      tokens_per_s: number;
+      torch: string;
+      threads: number;
+      blas: string;
+    };
+    const run = {
+      tokensPerS: j.tokens_per_s,
+      label: `${py}: torch ${j.torch}, BLAS ${j.blas}, ${j.threads} intra-op threads`,
+    };
+    console.error(`  PyTorch ${arch} ${size.name}: ${j.tokens_per_s.toFixed(0)} tok/s (${run.label})`);
+    if (best === null || run.tokensPerS > best.tokensPerS) best = run;
+  }
+  return best;
+}
+
+if (pythons.length === 0)
+  console.error('PyTorch not found (pass --install-torch, or pip install torch): ratios skipped');
+for (const size of sizes) {
+  const rows: string[] = [];
+  const baselines = new Set<string>();
+  for (const arch of archs) {
+    const t = pytorch(arch, size);
+    if (t) baselines.add(t.label);
+    for (const engine of engines) {
+      const o = ours(engine, arch, size);
+      rows.push(
+        `| ${arch} | ${engine} | ${o === null ? 'failed' : o.toFixed(0)} | ${t ? t.tokensPerS.toFixed(0) : 'n/a'} | ${o !== null && t ? (o / t.tokensPerS).toFixed(2) : 'n/a'} |`,
+      );
+    }
+  }
+  console.log(
+    `\nSAE training step, d_in ${size.dIn}, d_sae ${size.dSae}, batch ${size.batch} (${size.steps} timed steps after two warm-up steps)`,
+  );
+  console.log(`PyTorch baseline (fastest per architecture): ${[...baselines].join('; ') || 'none'}`);
+  console.log(
+    '| architecture | saeflow engine | saeflow tokens/s | PyTorch tokens/s | ratio |\n|---|---|---|---|---|',
+  );
+  for (const r of rows) console.log(r);
 }

@@ -10,6 +10,7 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../src/pipeline/backend.js';
+import { STEP_ENGINES } from '../src/sae/engines/step-engine.js';
 import { Sae, SaeTrainer, readSaeFolder } from '../src/sae/index.js';
 import type { SaeTrainingConfigInput } from '../src/sae/index.js';
 import { meanBestCosine, syntheticData } from './sae-synthetic.js';
@@ -41,22 +42,25 @@ const CASES: [string, Partial<SaeTrainingConfigInput>][] = [
   ['gated', { architecture: 'gated', l1_coefficient: 1 }],
 ];
 
-describe('feature recovery on synthetic sparse data', () => {
+describe.each(STEP_ENGINES)('feature recovery on synthetic sparse data (%s step engine)', (engine) => {
   for (const [label, overrides] of CASES) {
     it(label, async () => {
       const data = syntheticData(D, FEATURES, ACTIVE, 1);
-      const trainer = SaeTrainer.create([
-        {
-          name: label,
-          d_in: D,
-          d_sae: D_SAE,
-          hook_name: 'blocks.0.hook_resid_pre',
-          train_batch_size_tokens: BATCH,
-          training_tokens: BATCH * STEPS,
-          lr: 3e-3,
-          ...overrides,
-        },
-      ]);
+      const trainer = SaeTrainer.create(
+        [
+          {
+            name: label,
+            d_in: D,
+            d_sae: D_SAE,
+            hook_name: 'blocks.0.hook_resid_pre',
+            train_batch_size_tokens: BATCH,
+            training_tokens: BATCH * STEPS,
+            lr: 3e-3,
+            ...overrides,
+          },
+        ],
+        { engine },
+      );
       while (!trainer.done)
         await trainer.step({ rows: BATCH, activations: { 'blocks.0.hook_resid_pre': data.batch(BATCH).x } });
       const out = path.join(dir, label);

@@ -137,7 +137,8 @@ export function buildSaeStepGraph(cfg: SaeTrainingConfig, options: SaeStepGraphO
   const losses: [string, string][] = [];
   const stats: [string, string][] = [];
   const grads: Partial<Record<ParamName, string>> = {};
-  let featureActs = '';
+  /** 0/1 [B, d_sae]: where the features fire (f > 0). */
+  let firing = '';
   const terms: Term[] = [];
   let dPre = '';
   const extraWDecGrads: string[] = [];
@@ -149,7 +150,6 @@ export function buildSaeStepGraph(cfg: SaeTrainingConfig, options: SaeStepGraphO
   switch (cfg.architecture) {
     case 'standard': {
       const f = g.relu(g.gemm(xc, P('W_enc'), { bias: P('b_enc') }));
-      featureActs = f;
       const mse = squaredError(decode(f, true), target);
       const norms = rowNorms(P('W_dec'));
       const fSum = g.sum(f, 0);
@@ -157,8 +157,10 @@ export function buildSaeStepGraph(cfg: SaeTrainingConfig, options: SaeStepGraphO
       losses.push(['mse_loss', mse.loss], ['l1_loss', g.mul(g.sum(g.mul(fSum, norms)), c)]);
       const term = { acts: f, grad: mse.grad, skip: true };
       terms.push(term);
-      const dF = g.add(dActs(term), g.mul(norms, c));
-      dPre = g.mul(dF, g.sign(f));
+      // dL/df = G W_decᵀ + c ‖W_dec[j]‖, the penalty's part as the Gemm's bias.
+      const dF = g.gemm(mse.grad, P('W_dec'), { transB: true, bias: g.mul(norms, c) });
+      firing = g.sign(f);
+      dPre = g.mul(dF, firing);
       grads.b_enc = g.sum(dPre, 0);
       extraWDecGrads.push(g.mul(P('W_dec'), g.column(g.div(g.mul(fSum, c), norms))));
       break;
@@ -177,13 +179,14 @@ export function buildSaeStepGraph(cfg: SaeTrainingConfig, options: SaeStepGraphO
       const selected = g.greaterOrEqual(hr, threshold);
       const a = g.where(selected, g.relu(h), g.c(0));
       const f = norms === undefined ? a : g.mul(a, norms);
-      featureActs = f;
       const recon = decode(a, true);
       const mse = squaredError(recon, target);
       losses.push(['mse_loss', mse.loss]);
       const main = { acts: a, grad: mse.grad, skip: true };
       terms.push(main);
-      dPre = g.mul(dActs(main), g.sign(a));
+      // a > 0 exactly where f > 0 (the norms are positive).
+      firing = g.sign(a);
+      dPre = g.mul(dActs(main), firing);
       if (aux) {
         const masked = g.add(hr, deadBias);
         const auxSelected = g.greaterOrEqual(masked, g.rowMin(g.topkValues(masked, kAux)));
@@ -209,10 +212,11 @@ export function buildSaeStepGraph(cfg: SaeTrainingConfig, options: SaeStepGraphO
       const theta = g.exp(P('log_threshold'));
       const active = g.greater(h, theta);
       const f = g.where(active, h, g.c(0));
-      featureActs = f;
       const mse = squaredError(decode(f, true), target);
       const c = g.mul(coefficient, invRows);
-      losses.push(['mse_loss', mse.loss], ['l0_loss', g.mul(g.sum(g.toFloat(active)), c)]);
+      // θ > 0, so f > 0 exactly where active.
+      firing = g.toFloat(active);
+      losses.push(['mse_loss', mse.loss], ['l0_loss', g.mul(g.sum(firing), c)]);
       const term = { acts: f, grad: mse.grad, skip: true };
       terms.push(term);
       const dF = dActs(term);
@@ -234,7 +238,6 @@ export function buildSaeStepGraph(cfg: SaeTrainingConfig, options: SaeStepGraphO
       const expR = g.exp(P('r_mag'));
       const piMag = g.add(g.mul(pre, expR), P('b_mag'));
       const f = g.where(g.greater(piGate, g.c(0)), g.relu(piMag), g.c(0));
-      featureActs = f;
       const mse = squaredError(decode(f, true), target);
       const gate = g.relu(piGate);
       const norms = rowNorms(P('W_dec'));
@@ -249,8 +252,10 @@ export function buildSaeStepGraph(cfg: SaeTrainingConfig, options: SaeStepGraphO
       const main = { acts: f, grad: mse.grad, skip: true };
       const gateTerm = { acts: gate, grad: auxMse.grad, skip: true };
       terms.push(main, gateTerm);
-      const dPiMag = g.mul(dActs(main), g.sign(f));
-      const dPiGate = g.mul(g.add(dActs(gateTerm), g.mul(norms, c)), g.sign(gate));
+      firing = g.sign(f);
+      const dPiMag = g.mul(dActs(main), firing);
+      const dGate = g.gemm(gateTerm.grad, P('W_dec'), { transB: true, bias: g.mul(norms, c) });
+      const dPiGate = g.mul(dGate, g.sign(gate));
       dPre = g.add(g.mul(dPiMag, expR), dPiGate);
       grads.b_gate = g.sum(dPiGate, 0);
       grads.b_mag = g.sum(dPiMag, 0);
@@ -316,7 +321,7 @@ export function buildSaeStepGraph(cfg: SaeTrainingConfig, options: SaeStepGraphO
 
   // ---- readback
   g.scope = 'readback';
-  const fired = g.sum(g.toFloat(g.greater(featureActs, g.c(0))), 0);
+  const fired = g.sum(firing, 0);
   const scalars = [...losses.map(([, t]) => t), totalVariance, gradSq, ...stats.map(([, t]) => t)];
   g.concat([...scalars.map((s) => g.reshape(s, [1])), fired], 'readback');
 
