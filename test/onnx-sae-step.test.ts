@@ -153,3 +153,18 @@ describe('ONNX SAE training step equals the TensorFlow.js step', () => {
     }
   });
 });
+
+describe('--backend cuda', () => {
+  it('is a UserError naming the CUDA libraries when onnxruntime cannot run on the GPU', async () => {
+    // CI and this machine have no GPU and no CUDA build of onnxruntime-node, so the probe must fail
+    // before any work starts (on a GPU machine this test is skipped).
+    const { checkOnnxDevice } = await import('../src/engine/onnx/session-options.js');
+    const probe = checkOnnxDevice('cuda');
+    const ok = await probe.then(
+      () => true,
+      () => false,
+    );
+    if (ok) return;
+    await expect(checkOnnxDevice('cuda')).rejects.toThrow(/ONNXRUNTIME_NODE_INSTALL=cuda12 npm ci/);
+  });
+});

@@ -2,6 +2,7 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
+import { checkOnnxDevice, setDefaultOnnxDevice } from '../engine/onnx/session-options.js';
 import type { BackendRequest } from './cli-args.js';
 import { UserError } from './errors.js';
 
@@ -56,6 +57,19 @@ async function wasmThreads(): Promise<number> {
  * then wasm (SIMD; ~40x faster than pure JS here), then the pure-JS cpu backend.
  */
 export async function selectBackend(request: BackendRequest): Promise<BackendInfo> {
+  if (request === 'cuda') {
+    // The onnx engine computes on the GPU; what little stays on TensorFlow.js runs on its best CPU backend.
+    await checkOnnxDevice('cuda');
+    setDefaultOnnxDevice('cuda');
+    const tfjs = await selectBackend('auto');
+    return {
+      name: 'cuda',
+      package: `onnxruntime-node (CUDA execution provider) + ${tfjs.package}`,
+      threads: tfjs.threads,
+      reason: 'requested: onnx engines run on the GPU',
+    };
+  }
+  setDefaultOnnxDevice('cpu');
   if (request === 'tensorflow' || request === 'auto') {
     const native = await tryNative();
     if ('pkg' in native) {

@@ -1,6 +1,6 @@
 import { UserError } from './errors.js';
 
-export const BACKENDS = ['auto', 'tensorflow', 'wasm', 'cpu'] as const;
+export const BACKENDS = ['auto', 'tensorflow', 'wasm', 'cpu', 'cuda'] as const;
 export type BackendRequest = (typeof BACKENDS)[number];
 export const PROGRESS_MODES = ['auto', 'tty', 'plain', 'none'] as const;
 export type ProgressMode = (typeof PROGRESS_MODES)[number];
@@ -27,7 +27,7 @@ export const RUNNER_FLAGS_HELP = `Runner options (every pipeline):
   --config <file.json>   read option values from a JSON file (nested objects or dotted keys)
   --out <dir>            run directory (default: runs/<pipeline>-<timestamp>/)
   --resume <dir>         continue an interrupted run in <dir> with its saved config.json
-  --backend <auto|tensorflow|wasm|cpu>   TensorFlow.js backend (default: auto)
+  --backend <auto|tensorflow|wasm|cpu|cuda>   TensorFlow.js backend, or cuda: onnx engines on the GPU (default: auto)
   --max_in_flight <n>    batches a source may run ahead of the slowest stage (default: 4)
   --progress <auto|tty|plain|none>     live progress line, plain log lines, or nothing (default: auto)
   --log_every <seconds>  interval of plain progress lines and metrics.jsonl progress records (default: 10)

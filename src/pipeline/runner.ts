@@ -104,7 +104,7 @@ function resumedBackend(args: RunnerArgs, runDir: string): BackendRequest {
       backend?: { name?: string };
     };
     const name = info.backend?.name;
-    if (name === 'wasm' || name === 'cpu' || name === 'tensorflow') return name;
+    if (name === 'wasm' || name === 'cpu' || name === 'tensorflow' || name === 'cuda') return name;
   } catch {
     // No readable run.json: fall back to the requested backend.
   }

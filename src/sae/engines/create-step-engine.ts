@@ -1,4 +1,6 @@
 import { OnnxSaeStep } from '../../engine/onnx/onnx-sae-step.js';
+import { defaultOnnxDevice } from '../../engine/onnx/session-options.js';
+import { UserError } from '../../pipeline/errors.js';
 import type { SaeTrainingConfig } from '../config.js';
 import type { HostTensor } from '../fold.js';
 import type { StepEngine, StepEngineName } from './step-engine.js';
@@ -10,5 +12,7 @@ export function createStepEngine(
   cfg: SaeTrainingConfig,
   values: Record<string, HostTensor>,
 ): StepEngine {
+  if (name === 'tfjs' && defaultOnnxDevice() === 'cuda')
+    throw new UserError('--backend cuda runs the onnx engine only: add --engine onnx');
   return name === 'onnx' ? new OnnxSaeStep(cfg, values) : new TfjsStepEngine(cfg, values);
 }
