@@ -13,6 +13,7 @@
  * - Captured activations are copied out as soon as they are computed.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { transposeMatrix } from '../util/transpose.js';
 import { UserError } from '../pipeline/errors.js';
 import type { Gpt2Config } from './gpt2-config.js';
 import type { Gpt2Weights, LayerNormWeights, LinearWeights } from './gpt2-weights.js';
@@ -168,16 +169,6 @@ function causalAttention(
   }
   const z = tf.reshape(tf.concat(outs, 0), [batch, heads, seq, dHead]);
   return tf.reshape(tf.transpose(z, [0, 2, 1, 3]), [batch * seq, heads * dHead]);
-}
-
-/** Transposes a row-major [rows, cols] matrix in JS, so the backend never holds both layouts at once. */
-function transposeMatrix(m: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(m.length);
-  for (let r = 0; r < rows; r++) {
-    const base = r * cols;
-    for (let c = 0; c < cols; c++) out[c * rows + r] = m[base + c]!;
-  }
-  return out;
 }
 
 /** One forward's bookkeeping: walks the hook sites in order, applies interventions, copies out captures. */

@@ -9,6 +9,7 @@ import type { WeightProcessing } from '../model/process-weights.js';
 import { UserError } from '../pipeline/errors.js';
 import type { HostTensor } from '../sae/fold.js';
 import type { SaeFolder, SaeFolderConfig } from '../sae/saelens-folder.js';
+import { transposeMatrix } from '../util/transpose.js';
 
 export const SAE_FORMATS = ['saelens', 'saelens-legacy', 'gemma-scope', 'sparsify'] as const;
 export type SaeFormat = (typeof SAE_FORMATS)[number];
@@ -74,9 +75,7 @@ export function hostTensor(
 /** [rows, cols] -> [cols, rows]. */
 export function transposed(t: HostTensor): HostTensor {
   const [rows, cols] = t.shape as [number, number];
-  const data = new Float32Array(rows * cols);
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) data[c * rows + r] = t.data[r * cols + c]!;
-  return { shape: [cols, rows], data };
+  return { shape: [cols, rows], data: transposeMatrix(t.data, rows, cols) };
 }
 
 /** Refuses NaN/inf weights, naming the tensor and the first bad index. */

@@ -15,6 +15,7 @@
 import { isTranscoder } from './config.js';
 import type { SaeTrainingConfig } from './config.js';
 import { encoderKindOf, savedArchitectureName } from './saved-architecture.js';
+import { transposed } from '../sae-formats/types.js';
 
 export interface HostTensor {
   shape: number[];
@@ -71,13 +72,6 @@ function foldDecoderNorms(t: Record<string, HostTensor>, perFeature: string[]): 
       if (v) v.data[j] = v.data[j]! * n;
     }
   }
-}
-
-function transposed(t: HostTensor): HostTensor {
-  const [rows, cols] = t.shape as [number, number];
-  const data = new Float32Array(rows * cols);
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) data[c * rows + r] = t.data[r * cols + c]!;
-  return { shape: [cols, rows], data };
 }
 
 export function inferenceWeights({

@@ -8,6 +8,7 @@
  * `normalize_sae_decoder` the rows start at norm 1 and W_enc = decoder_init_norm · W_decᵀ.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { transposeMatrix } from '../util/transpose.js';
 import { Mulberry32 } from '../util/random.js';
 import { outputWidth } from './config.js';
 import type { SaeTrainingConfig } from './config.js';
@@ -31,13 +32,6 @@ function randomRows(rng: Mulberry32, rows: number, width: number, norm: number |
   return out;
 }
 
-function transpose(data: Float32Array, rows: number, cols: number, scale = 1): Float32Array {
-  const out = new Float32Array(rows * cols);
-  for (let r = 0; r < rows; r++)
-    for (let c = 0; c < cols; c++) out[c * rows + r] = data[r * cols + c]! * scale;
-  return out;
-}
-
 export interface InitialParams {
   /** Host copies of every parameter, by name, with their shapes. */
   values: Partial<Record<ParamName, { shape: number[]; data: Float32Array }>>;
@@ -53,9 +47,9 @@ export function initialParamValues(cfg: SaeTrainingConfig): InitialParams {
   const wDec = randomRows(rng, S, dOut, unit ? 1 : cfg.decoder_init_norm);
   let wEnc: Float32Array;
   if (dOut === cfg.d_in) {
-    wEnc = transpose(wDec, S, dOut, unit ? (cfg.decoder_init_norm ?? 1) : 1);
+    wEnc = transposeMatrix(wDec, S, dOut, unit ? (cfg.decoder_init_norm ?? 1) : 1);
   } else {
-    wEnc = transpose(randomRows(rng, S, cfg.d_in, cfg.decoder_init_norm), S, cfg.d_in);
+    wEnc = transposeMatrix(randomRows(rng, S, cfg.d_in, cfg.decoder_init_norm), S, cfg.d_in);
   }
   const values: InitialParams['values'] = {
     W_enc: { shape: [cfg.d_in, S], data: wEnc },

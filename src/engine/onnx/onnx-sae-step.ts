@@ -9,6 +9,7 @@ import type { SaeTrainingConfig } from '../../sae/config.js';
 import type { ParamName } from '../../sae/architectures/types.js';
 import type { ComputedStep, StepEngine, StepRequest } from '../../sae/engines/step-engine.js';
 import type { HostTensor } from '../../sae/fold.js';
+import { transposeMatrix } from '../../util/transpose.js';
 import { buildSaeStepGraph, stepParamShapes } from './sae-step-graph.js';
 import type { SaeStepGraph } from './sae-step-graph.js';
 import { encodeOnnxModel } from './onnx-proto.js';
@@ -43,7 +44,7 @@ export class OnnxSaeStep implements StepEngine {
       const value = params[name]?.data;
       if (value === undefined || value.length !== size)
         throw new Error(`OnnxSaeStep: parameter ${name} missing or not of size ${size}`);
-      this.current[name] = Float32Array.from(value);
+      this.current[name] = this.toGraphLayout(name, value);
       this.current[`m.${name}`] = new Float32Array(size);
       this.current[`v.${name}`] = new Float32Array(size);
       for (const key of [name, `m.${name}`, `v.${name}`]) this.next[key] = new Float32Array(size);
@@ -54,23 +55,30 @@ export class OnnxSaeStep implements StepEngine {
     return [...this.shapes.keys()];
   }
 
-  shape(name: ParamName): number[] {
-    return this.shapes.get(name)!;
+  /**
+   * A copy of `data` (a parameter or moment of parameter `name`, in the trainer's layout) in the graph's:
+   * W_enc [d_in, d_sae] becomes [d_sae, d_in].
+   */
+  private toGraphLayout(name: string, data: Float32Array): Float32Array {
+    return name === 'W_enc' ? transposeMatrix(data, this.cfg.d_in, this.cfg.d_sae) : Float32Array.from(data);
   }
 
-  /** The current value of a parameter (`W_enc`) or moment (`m.W_enc`, `v.W_enc`); a live view. */
-  value(key: string): Float32Array {
+  private fromGraphLayout(name: string, data: Float32Array): HostTensor {
+    if (name === 'W_enc')
+      return {
+        shape: [this.cfg.d_in, this.cfg.d_sae],
+        data: transposeMatrix(data, this.cfg.d_sae, this.cfg.d_in),
+      };
+    return { shape: [...this.shapes.get(name as ParamName)!], data: Float32Array.from(data) };
+  }
+
+  /** Overwrites a parameter or moment (`key` = `W_enc`, `m.W_enc`, ...) of parameter `name`. */
+  private set(key: string, name: ParamName, data: Float32Array): void {
     const v = this.current[key];
     if (v === undefined) throw new Error(`OnnxSaeStep: no tensor ${key}`);
-    return v;
-  }
-
-  /** Overwrites a parameter or moment (initialisation of b_dec, resumption). */
-  set(key: string, data: Float32Array): void {
-    const v = this.value(key);
     if (data.length !== v.length)
       throw new Error(`OnnxSaeStep: ${key} needs ${v.length} values, got ${data.length}`);
-    v.set(data);
+    v.set(this.toGraphLayout(name, data));
   }
 
   private compiled(auxK: boolean): Promise<Compiled> {
@@ -157,24 +165,23 @@ export class OnnxSaeStep implements StepEngine {
 
   hostParams(): Record<string, HostTensor> {
     const out: Record<string, HostTensor> = {};
-    for (const [name, shape] of this.shapes)
-      out[name] = { shape: [...shape], data: Float32Array.from(this.current[name]!) };
+    for (const name of this.shapes.keys()) out[name] = this.fromGraphLayout(name, this.current[name]!);
     return out;
   }
 
   hostMoments(which: 'm' | 'v'): Record<string, HostTensor> {
     const out: Record<string, HostTensor> = {};
-    for (const [name, shape] of this.shapes)
-      out[name] = { shape: [...shape], data: Float32Array.from(this.current[`${which}.${name}`]!) };
+    for (const name of this.shapes.keys())
+      out[name] = this.fromGraphLayout(name, this.current[`${which}.${name}`]!);
     return out;
   }
 
   setParam(name: ParamName, data: Float32Array): void {
-    this.set(name, data);
+    this.set(name, name, data);
   }
 
   setMoment(which: 'm' | 'v', name: ParamName, data: Float32Array): void {
-    this.set(`${which}.${name}`, data);
+    this.set(`${which}.${name}`, name, data);
   }
 
   /** Releases the sessions (in the background: nothing waits on a released session). */
