@@ -3,12 +3,14 @@
 // dashboards. Writes <run>/<sae>/eval.json, <run>/report-data.json and the report (report.html, report.md).
 //
 // Pass 1 streams the eval tokens once through every SAE (one clean forward, one zero-ablation forward per
-// replaced hook and one patched forward per SAE, per batch); pass 2 streams the same tokens again to collect
-// the top contexts of the features chosen for dashboards (chosen from pass 1's densities).
+// replaced hook and one patched forward per SAE, per batch; `--engine onnx` runs them all in one onnxruntime
+// session run, SAEs, losses and KL included); pass 2 streams the same tokens again to collect the top
+// contexts of the features chosen for dashboards (chosen from pass 1's densities).
 import path from 'node:path';
 import { concat, defer, EMPTY, finalize, ignoreElements } from 'rxjs';
 import {
   DashboardCollector,
+  EVAL_ENGINES,
   SaeEvaluator,
   dashboardContexts,
   describeEvalModel,
@@ -49,6 +51,11 @@ export default definePipeline({
       'none',
       'model weight processing (as the SAEs were trained with)',
     ),
+    engine: opt.choice(
+      EVAL_ENGINES,
+      'tfjs',
+      'model engine: tfjs (TensorFlow.js) or onnx (onnxruntime: SAEs, losses and KL in its graph, much faster on CPU)',
+    ),
     context_size: opt.nullable(
       opt.int(128, "tokens per context window (default: the SAEs' context_size, else 128)", { min: 2 }),
       null,
@@ -64,7 +71,10 @@ export default definePipeline({
     }),
     batch_size: opt.int(4, 'context windows per model forward', { min: 1 }),
     exclude_special_tokens: opt.boolean(true, 'leave <|endoftext|> (BOS/EOS) positions out of every metric'),
-    compute_kl: opt.boolean(true, 'KL divergence metrics (need full logits: roughly doubles the time)'),
+    compute_kl: opt.boolean(
+      true,
+      'KL divergence metrics (with tfjs they need full logits on the host: roughly doubles the time)',
+    ),
     n_dashboard_features: opt.int(8, 'features per SAE given a dashboard (0: no dashboards, one pass only)', {
       min: 0,
     }),
@@ -85,10 +95,11 @@ export default definePipeline({
       config: modelConfig,
       name: source.name,
     });
-    let disposeModel = (): void => undefined;
+    let disposeModel = (): void | Promise<void> => undefined;
     const release = () => {
       for (const t of targets) t.sae.dispose();
-      disposeModel();
+      // onnxruntime releases its sessions asynchronously; nothing needs to wait for that.
+      void disposeModel()?.catch(() => undefined);
     };
     try {
       for (const t of targets) {
@@ -106,7 +117,7 @@ export default definePipeline({
       );
       const excluded = cfg.exclude_special_tokens ? [GPT2_BOS_ID] : [];
       const layers = new Set(targets.flatMap((t) => (t.hookOut.layer === null ? [] : [t.hookOut.layer])));
-      const { model, unembed } = await loadEvalModel(described, cfg.processing, layers);
+      const { model, unembed } = await loadEvalModel(described, cfg.processing, layers, cfg.engine);
       disposeModel = () => model.dispose();
 
       const windows = Math.ceil(cfg.n_eval_tokens / contextSize);

@@ -56,6 +56,8 @@ export default definePipeline({
           ...defaultsOf(evalSae.config),
           sae: [path.join(ctx.runDir, 'saes')],
           model: cfg.model,
+          // onnxruntime evaluates the SAEs in its graph, without shipping full logits to the host (~20x faster).
+          engine: 'onnx',
           dataset: cfg.eval_dataset,
           n_eval_tokens: cfg.n_eval_tokens,
           n_dashboard_features: cfg.n_dashboard_features,

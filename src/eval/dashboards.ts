@@ -3,10 +3,10 @@
  * top-activating contexts and activation histograms. The logit effects come from logit-effects.ts.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { Gpt2Model } from '../model/index.js';
 import type { TokenBatch } from '../stages/text/types.js';
 import { Mulberry32 } from '../util/random.js';
 import { keepMask } from './evaluator.js';
+import type { HookCapture } from './eval-engine.js';
 import { FixedBinHistogram } from './histogram.js';
 import type { Histogram } from './histogram.js';
 import { tokenString } from './logit-effects.js';
@@ -149,7 +149,7 @@ export class DashboardCollector {
   private readonly hooks: string[];
 
   constructor(
-    readonly model: Gpt2Model,
+    readonly model: HookCapture,
     selections: ReadonlyArray<{ target: EvalTarget; features: number[]; maxActivation: ArrayLike<number> }>,
     options: { excludeTokenIds?: readonly number[]; layout?: DashboardLayout } = {},
   ) {

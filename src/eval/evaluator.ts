@@ -1,8 +1,9 @@
 /**
  * Evaluates SAEs (and transcoders) on token batches through the model, streaming: per batch one clean
  * forward (capturing every hook the SAEs read or reconstruct, with logits and losses), one zero-ablation
- * forward per replaced hook, and one forward per SAE with its hook replaced by the SAE's output. Metrics are
- * accumulated in float64; nothing grows with the number of batches.
+ * forward per replaced hook, and one forward per SAE with its hook replaced by the SAE's output. The
+ * forwards run on an EvalEngine (eval-engine.ts: TensorFlow.js or onnxruntime), which hands back per-token
+ * numbers; the metrics are accumulated here in float64 and nothing grows with the number of batches.
  *
  * Conventions, from SAELens's `sae_lens/evals.py` (`run_evals` with `ignore_tokens`):
  * - Excluded (special) tokens are left out of every metric: reconstruction and sparsity at their position,
@@ -14,30 +15,34 @@
  *   inputs in the patched forward too (everything before the hook is unchanged).
  * Differences: SAELens's hook_z replacement ignores the token mask (it replaces every position); here every
  * hook keeps excluded positions alike. Its KL multiplies p·log p directly (NaN where a probability underflows
- * to 0); here KL is Σ p (a - b) + lse(b) - lse(a) over logits, which has no such case. For the
+ * to 0); here KL is Σ p (a - b) + lse(b) - lse(a) over logits, which has no such case (the onnx engine
+ * evaluates it as Σ p (log p - log q) with log-softmaxes, the same sum rearranged). For the
  * reconstruction metrics see reconstruction-metrics.ts.
  * Transcoders read `hookIn` and reconstruct `hookOut`: in the patched forward their input is taken at
  * `hookIn` and their output replaces `hookOut` later in that same forward; the metrics compare it with the
  * clean `hookOut`, and zero ablation zeroes `hookOut`.
  */
-import * as tf from '@tensorflow/tfjs-core';
-import type { Gpt2Model, Intervention, TokenBatch as ModelTokenBatch } from '../model/index.js';
+import { Gpt2Model } from '../model/index.js';
+import type { TokenBatch as ModelTokenBatch } from '../model/index.js';
 import type { TokenBatch } from '../stages/text/types.js';
-import { DownstreamAccumulator, ReferenceDistribution } from './downstream-metrics.js';
+import { DownstreamAccumulator } from './downstream-metrics.js';
 import type { DownstreamMetrics } from './downstream-metrics.js';
+import type { EvalEngine } from './eval-engine.js';
 import { ReconstructionAccumulator } from './reconstruction-metrics.js';
 import type { ReconstructionMetrics } from './reconstruction-metrics.js';
 import { hookWidth } from './sae-targets.js';
 import type { EvalTarget } from './sae-targets.js';
 import { SparsityAccumulator } from './sparsity-metrics.js';
 import type { SparsityResult } from './sparsity-metrics.js';
+import { TfjsEvalEngine } from './tfjs-eval-engine.js';
 
 export interface EvaluatorOptions {
   /** Token ids left out of every metric (SAELens `ignore_tokens`); empty keeps every token. */
   excludeTokenIds?: readonly number[];
   /**
-   * Compute the KL divergences (default true). They need every forward's full logits on the host, which
-   * costs about as much as the forwards themselves with a 50k vocabulary; without them the KL metrics are null.
+   * Compute the KL divergences (default true); without them the KL metrics are null. The tfjs engine needs
+   * every forward's full logits on the host for them, which costs about as much as the forwards themselves
+   * with a 50k vocabulary; the onnx engine computes them inside its graph.
    */
   computeKl?: boolean;
 }
@@ -57,8 +62,6 @@ export interface SaeEvalResult {
 
 interface TargetState {
   target: EvalTarget;
-  widthIn: number;
-  widthOut: number;
   reconstruction: ReconstructionAccumulator;
   sparsity: SparsityAccumulator;
   downstream: DownstreamAccumulator;
@@ -85,40 +88,28 @@ export function lossMask(keep: Uint8Array | undefined, batch: number, seq: numbe
   return out;
 }
 
-/** Where `keep` is 1 the replacement, elsewhere the original (both [rows, width]). */
-function keepReplaced(replacement: tf.Tensor, original: tf.Tensor, keep: Uint8Array | undefined): tf.Tensor {
-  if (!keep) return replacement;
-  const m = tf.tensor2d(Float32Array.from(keep), [keep.length, 1]);
-  return tf.add(tf.mul(replacement, m), tf.mul(original, tf.sub(1, m)));
-}
-
 export class SaeEvaluator {
+  /** The engine the forwards run on (a Gpt2Model is wrapped as the tfjs one). */
+  readonly engine: EvalEngine;
   private readonly states: TargetState[];
   private readonly excluded: ReadonlySet<number>;
-  private readonly captureHooks: string[];
   private readonly computeKl: boolean;
   private tokensSeen = 0;
 
   constructor(
-    readonly model: Gpt2Model,
+    model: Gpt2Model | EvalEngine,
     readonly targets: readonly EvalTarget[],
     options: EvaluatorOptions = {},
   ) {
+    this.engine = model instanceof Gpt2Model ? new TfjsEvalEngine(model) : model;
     this.excluded = new Set(options.excludeTokenIds ?? []);
     this.computeKl = options.computeKl ?? true;
-    this.states = targets.map((target) => {
-      const widthIn = hookWidth(model.config, target.hookIn);
-      const widthOut = hookWidth(model.config, target.hookOut);
-      return {
-        target,
-        widthIn,
-        widthOut,
-        reconstruction: new ReconstructionAccumulator(widthOut),
-        sparsity: new SparsityAccumulator(target.config.d_sae),
-        downstream: new DownstreamAccumulator(),
-      };
-    });
-    this.captureHooks = [...new Set(targets.flatMap((t) => [t.hookIn.name, t.hookOut.name]))];
+    this.states = targets.map((target) => ({
+      target,
+      reconstruction: new ReconstructionAccumulator(hookWidth(this.engine.config, target.hookOut)),
+      sparsity: new SparsityAccumulator(target.config.d_sae),
+      downstream: new DownstreamAccumulator(),
+    }));
   }
 
   /** Token positions run through the model so far (before exclusions). */
@@ -132,102 +123,15 @@ export class SaeEvaluator {
     const tokens: ModelTokenBatch = { data: batch.tokens, shape: [batchSize, contextSize] };
     const keep = keepMask(batch.tokens, this.excluded);
     const keepLoss = lossMask(keep, batchSize, contextSize);
-
-    const withLogits = this.computeKl;
-    const clean = await this.model.runWithHooks(tokens, {
-      hooks: this.captureHooks,
-      returnLogits: withLogits,
-      returnLoss: true,
+    const out = await this.engine.forwards(tokens, this.targets, { keep, computeKl: this.computeKl });
+    this.states.forEach((state, i) => {
+      const t = out.targets[i]!;
+      state.reconstruction.add(t.original, t.reconstruction, rows, keep);
+      state.sparsity.add(t.features, rows, keep);
+      state.downstream.addCe(out.cleanLoss, t.loss, t.ablationLoss, keepLoss);
+      if (t.kl && t.ablationKl) state.downstream.addKl(t.kl, t.ablationKl, keep);
     });
-    const reference = withLogits
-      ? new ReferenceDistribution(clean.logits!.data, rows, this.model.config.vocabSize)
-      : null;
-    const cleanLoss = clean.lossPerToken!.data;
-    // Zero ablation depends only on the replaced hook: shared by the SAEs that replace the same one.
-    const ablations = new Map<string, { loss: Float32Array; kl: Float64Array | null }>();
-
-    for (const state of this.states) {
-      const { target } = state;
-      const out = target.hookOut.name;
-      let ablation = ablations.get(out);
-      if (!ablation) {
-        const run = await this.model.runWithHooks(tokens, {
-          interventions: { [out]: (a) => tf.zerosLike(a) },
-          returnLogits: withLogits,
-          returnLoss: true,
-        });
-        ablation = { loss: run.lossPerToken!.data, kl: reference?.klAgainst(run.logits!.data) ?? null };
-        ablations.set(out, ablation);
-      }
-      const patched = await this.runPatched(state, tokens, rows, keep, withLogits);
-      const target_ = clean.activations.get(out)!.data;
-      state.reconstruction.add(target_, patched.reconstruction, rows, keep);
-      state.sparsity.add(patched.features, rows, keep);
-      state.downstream.addCe(cleanLoss, patched.loss, ablation.loss, keepLoss);
-      if (reference && ablation.kl && patched.logits) {
-        state.downstream.addKl(reference.klAgainst(patched.logits), ablation.kl, keep);
-      }
-    }
     this.tokensSeen += rows;
-  }
-
-  /**
-   * The forward with the SAE spliced in. Its feature activations and reconstruction are copied out of the
-   * intervention itself, so the SAE runs once per batch.
-   */
-  private async runPatched(
-    state: TargetState,
-    tokens: ModelTokenBatch,
-    rows: number,
-    keep: Uint8Array | undefined,
-    withLogits: boolean,
-  ): Promise<{
-    features: Float32Array;
-    reconstruction: Float32Array;
-    loss: Float32Array;
-    logits: Float32Array | undefined;
-  }> {
-    const { target, widthIn, widthOut } = state;
-    const sae = target.sae;
-    let features: Float32Array | undefined;
-    let reconstruction: Float32Array | undefined;
-    const encodeAndReconstruct = (x: tf.Tensor2D): tf.Tensor2D => {
-      const f = sae.encode(x);
-      // decode(f) is forward(x) except where a per-token input normalisation must be undone (SAEs only).
-      const xHat =
-        target.transcoder || target.config.normalize_activations === 'none'
-          ? sae.decode(f, x)
-          : sae.forward(x);
-      features = (f.dataSync() as Float32Array).slice();
-      reconstruction = (xHat.dataSync() as Float32Array).slice();
-      return xHat;
-    };
-    const interventions: Record<string, Intervention> = {};
-    if (!target.transcoder) {
-      interventions[target.hookIn.name] = (a) => {
-        const x = tf.reshape(a, [rows, widthIn]) as tf.Tensor2D;
-        return tf.reshape(keepReplaced(encodeAndReconstruct(x), x, keep), a.shape);
-      };
-    } else {
-      interventions[target.hookIn.name] = (a) => {
-        encodeAndReconstruct(tf.reshape(a, [rows, widthIn]) as tf.Tensor2D);
-        return a;
-      };
-      interventions[target.hookOut.name] = (a) => {
-        if (!reconstruction)
-          throw new Error(`transcoder ${target.name}: output hook reached before input hook`);
-        const y = tf.reshape(a, [rows, widthOut]);
-        const yHat = tf.tensor2d(reconstruction, [rows, widthOut]);
-        return tf.reshape(keepReplaced(yHat, y, keep), a.shape);
-      };
-    }
-    const run = await this.model.runWithHooks(tokens, {
-      interventions,
-      returnLogits: withLogits,
-      returnLoss: true,
-    });
-    if (!features || !reconstruction) throw new Error(`SAE ${target.name}: its hook was not reached`);
-    return { features, reconstruction, loss: run.lossPerToken!.data, logits: run.logits?.data };
   }
 
   results(): SaeEvalResult[] {

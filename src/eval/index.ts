@@ -38,6 +38,18 @@ export type { TokenValue, UnembedWeights } from './logit-effects.js';
 export { dashboardContexts, saeEvaluation } from './eval-stages.js';
 export type { BatchDone } from './eval-stages.js';
 export { describeEvalModel, loadEvalModel } from './eval-model.js';
+export { EVAL_ENGINES } from './eval-engine.js';
+export type {
+  BatchForwards,
+  EvalEngine,
+  EvalEngineName,
+  ForwardsOptions,
+  HookCapture,
+  TargetForwards,
+} from './eval-engine.js';
+export { TfjsEvalEngine } from './tfjs-eval-engine.js';
+export { OnnxEvalEngine } from './onnx-eval-engine.js';
+export type { OnnxEvalEngineOptions } from './onnx-eval-engine.js';
 export type { EvalModel, ModelDescription } from './eval-model.js';
 export {
   METRICS_FILENAME,

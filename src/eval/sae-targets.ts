@@ -39,6 +39,8 @@ export interface EvalTarget extends SaeLocation {
   weightStats: WeightStatistics;
   /** W_dec on the host [d_sae, d_out], for the dashboards' logit effects. */
   decoder: HostTensor;
+  /** Every weight on the host, as saved (the onnx engine builds the SAE into its graph from them). */
+  tensors: Readonly<Record<string, HostTensor>>;
 }
 
 const isDir = (p: string): boolean => existsSync(p) && statSync(p).isDirectory();
@@ -184,6 +186,7 @@ export async function loadEvalTarget(
     group: hookIn.layer === null ? hookIn.name : String(hookIn.layer),
     weightStats: weightStatistics(folder.tensors),
     decoder: folder.tensors.W_dec!,
+    tensors: folder.tensors,
   };
 }
 

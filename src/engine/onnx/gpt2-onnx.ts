@@ -1,7 +1,10 @@
 /**
  * GPT-2 forward on onnxruntime-node's CPU kernels, multi-threaded, with the same hook names, shapes and
- * results as `Gpt2Model.runWithHooks` (captures and logits; no interventions or loss). Each distinct set of
- * captured hooks gets its own graph, stopped at its deepest hook, and its InferenceSession is cached.
+ * results as `Gpt2Model.runWithHooks`: captures, logits, next-token losses, and hook replacements given as
+ * data (zero ablation, an SAE's reconstruction; see replacement-graph.ts). `runVariants` runs a clean
+ * forward and patched ones in one session run and compares their predictions there (KL), so that no
+ * [tokens, vocab] logits reach the host. Each distinct request gets its own graph, stopped at its deepest
+ * hook, and its InferenceSession is cached.
  */
 import { availableParallelism } from 'node:os';
 import * as ort from 'onnxruntime-node';
@@ -12,8 +15,23 @@ import type { Activation, TokenBatch } from '../../model/hook-points.js';
 import { processWeights } from '../../model/process-weights.js';
 import type { WeightProcessing } from '../../model/process-weights.js';
 import { UserError } from '../../pipeline/errors.js';
-import { INPUT_IDS, LOGITS, buildGpt2Graph } from './gpt2-graph.js';
+import {
+  INPUT_IDS,
+  KEEP_MASK,
+  KL,
+  LOGITS,
+  LOSS,
+  buildGpt2Forwards,
+  forwardPrefix,
+  saeOutputNames,
+} from './gpt2-graph.js';
+import type { ForwardSpec } from './gpt2-graph.js';
 import { encodeOnnxModel } from './onnx-proto.js';
+import { onnxSessionOptions } from './session-options.js';
+import { checkReplacement } from './replacement-graph.js';
+import type { HookReplacement, OnnxSae } from './replacement-graph.js';
+
+export type { HookReplacement, OnnxSae } from './replacement-graph.js';
 
 export interface Gpt2OnnxOptions {
   /** Default `none`. */
@@ -22,27 +40,74 @@ export interface Gpt2OnnxOptions {
   threads?: number;
 }
 
+export type Replacements = Readonly<Record<string, HookReplacement>>;
+
 export interface OnnxRunOptions {
   /** Hook names or glob patterns (`blocks.*.hook_resid_post`) to capture. */
   hooks?: string | readonly string[];
   /** Also return logits [batch, seq, vocab] (runs the whole model). */
   returnLogits?: boolean;
+  /** Also return the next-token cross-entropy [batch, seq - 1], computed in the graph (runs the whole model). */
+  returnLoss?: boolean;
+  /** Exact hook name -> replacement; the forward continues from the replaced value. */
+  interventions?: Replacements;
+  /**
+   * [batch * seq], 0 where SAE replacements keep the original activation (excluded tokens); default all 1.
+   * Zero ablation replaces every position.
+   */
+  keep?: Uint8Array;
+}
+
+/** What the SAE replacing a hook computed, one row per token: [batch * seq, d_sae] and [batch * seq, d_out]. */
+export interface SaeOutputs {
+  features: Activation;
+  reconstruction: Activation;
 }
 
 export interface OnnxRunResult {
-  /** Captured activations by hook name, in execution order. */
+  /**
+   * Captured activations by hook name, in execution order; a replaced hook holds the replacement (what the
+   * rest of the forward saw).
+   */
   activations: Map<string, Activation>;
   logits?: Activation;
+  lossPerToken?: Activation;
+  /** By replaced hook, for SAE replacements. */
+  saeOutputs: Map<string, SaeOutputs>;
+}
+
+export interface VariantsOptions {
+  /** Hooks to capture in the clean forward. */
+  hooks?: string | readonly string[];
+  /** One patched forward per entry. */
+  variants: readonly Replacements[];
+  /** Also KL(clean ‖ patched) per position for every variant. */
+  kl?: boolean;
+  keep?: Uint8Array;
+}
+
+export interface VariantResult {
+  lossPerToken: Activation;
+  /** [batch, seq], when asked for. */
+  kl?: Activation;
+  saeOutputs: Map<string, SaeOutputs>;
 }
 
 /** A serialised protobuf message may not reach 2 GiB; keep room for the graph itself. */
-const PROTOBUF_LIMIT = 2 ** 31 - 2 ** 24;
+export const PROTOBUF_LIMIT = 2 ** 31 - 2 ** 24;
 
 export class Gpt2Onnx {
   private readonly weights: Gpt2Weights;
+  /** Bytes of the model's weights in a graph that runs to the logits (the tied embedding counted once). */
+  readonly weightBytes: number;
   private readonly threads: number;
-  /** Sessions by `hook,hook,...|logits`; a pipeline asks for one hook set over and over. */
-  private readonly sessions = new Map<string, Promise<ort.InferenceSession>>();
+  /** Sessions by request (see keyOf); a pipeline asks for the same one over and over. */
+  private readonly sessions = new Map<
+    string,
+    { session: Promise<ort.InferenceSession>; usesKeepMask: boolean }
+  >();
+  private readonly saeIds = new WeakMap<OnnxSae, number>();
+  private nextSaeId = 0;
   private disposed = false;
 
   constructor(
@@ -51,6 +116,13 @@ export class Gpt2Onnx {
     options: Gpt2OnnxOptions = {},
   ) {
     this.weights = processWeights(weights, config, options.processing ?? 'none');
+    const w = this.weights;
+    const arrays = [w.wte, w.unembed, w.wpe, w.lnFinal.weight, w.lnFinal.bias];
+    for (const blk of w.blocks) {
+      for (const p of [blk.ln1, blk.attnQkv, blk.attnOut, blk.ln2, blk.mlpIn, blk.mlpOut])
+        arrays.push(p.weight, p.bias);
+    }
+    this.weightBytes = [...new Set(arrays)].reduce((n, a) => n + a.byteLength, 0);
     this.threads = options.threads ?? availableParallelism();
     if (!Number.isInteger(this.threads) || this.threads < 1) {
       throw new UserError(`threads must be a positive integer, got ${options.threads}`);
@@ -58,46 +130,166 @@ export class Gpt2Onnx {
   }
 
   async runWithHooks(tokens: TokenBatch, options: OnnxRunOptions = {}): Promise<OnnxRunResult> {
+    const interventions = this.checked(options.interventions ?? {});
+    const plan = planRun(this.config, {
+      hooks: options.hooks,
+      interventions: Object.keys(interventions),
+      returnLogits: options.returnLogits,
+      returnLoss: options.returnLoss,
+    });
+    const spec: ForwardSpec = {
+      plan,
+      interventions,
+      logits: options.returnLogits === true,
+      loss: options.returnLoss === true,
+    };
+    const out = await this.run(tokens, [spec], options.keep);
+    return out === undefined
+      ? { activations: new Map(), saeOutputs: new Map() }
+      : this.forwardResult(out, spec, 0);
+  }
+
+  /**
+   * A clean forward (capturing `hooks`, with its losses) and one patched forward per variant, with their
+   * losses and, with `kl`, KL(clean ‖ patched) per position, all in one session run. Each patched forward
+   * reuses the clean one up to its first replaced hook.
+   */
+  async runVariants(
+    tokens: TokenBatch,
+    options: VariantsOptions,
+  ): Promise<{ clean: OnnxRunResult; variants: VariantResult[] }> {
+    const kl = options.kl === true;
+    const clean: ForwardSpec = {
+      plan: planRun(this.config, { hooks: options.hooks, returnLoss: true }),
+      loss: true,
+    };
+    const specs: ForwardSpec[] = [
+      clean,
+      ...options.variants
+        .map((variant) => this.checked(variant))
+        .map((interventions) => ({
+          plan: planRun(this.config, { interventions: Object.keys(interventions), returnLoss: true }),
+          interventions,
+          loss: true,
+          kl,
+        })),
+    ];
+    const out = (await this.run(tokens, specs, options.keep))!;
+    return {
+      clean: this.forwardResult(out, clean, 0),
+      variants: specs.slice(1).map((spec, j) => {
+        const r = this.forwardResult(out, spec, j + 1);
+        const prefix = forwardPrefix(j + 1);
+        return {
+          lossPerToken: r.lossPerToken!,
+          ...(kl ? { kl: toActivation(out[`${prefix}${KL}`]!) } : {}),
+          saeOutputs: r.saeOutputs,
+        };
+      }),
+    };
+  }
+
+  /** Replacements checked before anything else reads their hooks, so that errors say where they came from. */
+  private checked(interventions: Replacements): Replacements {
+    for (const [hook, r] of Object.entries(interventions)) checkReplacement(this.config, hook, r);
+    return interventions;
+  }
+
+  /** Runs the graph of `specs` (cached by what it computes); undefined when it would have no output. */
+  private async run(
+    tokens: TokenBatch,
+    specs: ForwardSpec[],
+    keep: Uint8Array | undefined,
+  ): Promise<ort.InferenceSession.ReturnType | undefined> {
     if (this.disposed) throw new Error('Gpt2Onnx: used after dispose()');
     validateTokenBatch(this.config, tokens);
-    const plan = planRun(this.config, { hooks: options.hooks, returnLogits: options.returnLogits });
-    if (plan.stopAfter < 0) return { activations: new Map() };
-    const key = `${plan.capture.map((h) => h.name).join(',')}|${plan.needLogits}`;
-    let session = this.sessions.get(key);
-    if (!session) {
-      const graph = buildGpt2Graph(this.config, this.weights, plan);
+    const [batch, seq] = tokens.shape;
+    if (keep !== undefined && keep.length !== batch * seq) {
+      throw new UserError(`keep mask has ${keep.length} entries, expected ${batch * seq} (batch x seq)`);
+    }
+    const key = this.keyOf(specs);
+    let entry = this.sessions.get(key);
+    if (!entry) {
+      const graph = buildGpt2Forwards(this.config, this.weights, specs);
+      if (graph.outputNames.length === 0) return undefined;
       const bytes = graph.model.graph.initializers.reduce((n, t) => n + t.data.byteLength, 0);
       if (bytes >= PROTOBUF_LIMIT) {
         throw new UserError(
-          `Gpt2Onnx: the graph for these hooks holds ${(bytes / 2 ** 30).toFixed(2)} GiB of weights, over ` +
+          `Gpt2Onnx: the graph for these hooks (and SAEs) holds ${(bytes / 2 ** 30).toFixed(2)} GiB of weights, over ` +
             `protobuf's 2 GiB limit for one ONNX model (external weight files are not supported)`,
         );
       }
-      session = ort.InferenceSession.create(encodeOnnxModel(graph.model), {
-        intraOpNumThreads: this.threads,
-        interOpNumThreads: 1,
-        executionMode: 'sequential',
-        graphOptimizationLevel: 'all',
+      const session = ort.InferenceSession.create(encodeOnnxModel(graph.model), {
+        ...onnxSessionOptions({ threads: this.threads }),
+        // Extended fusions (Add + LayerNorm into SkipLayerNormalization, ...) would apply to the clean
+        // forward but not to a patched one that branches off at that hook, so an exact replacement would no
+        // longer give bit-identical losses; with several forwards, only the basic optimisations run.
+        graphOptimizationLevel: specs.length > 1 ? 'basic' : 'all',
       });
-      this.sessions.set(key, session);
+      entry = { session, usesKeepMask: graph.usesKeepMask };
+      this.sessions.set(key, entry);
       session.catch(() => this.sessions.delete(key));
     }
-    const s = await session;
-    const [batch, seq] = tokens.shape;
-    const feeds = { [INPUT_IDS]: new ort.Tensor('int32', tokens.data, [batch, seq]) };
-    const out = await s.run(feeds);
+    const s = await entry.session;
+    const feeds: Record<string, ort.Tensor> = {
+      [INPUT_IDS]: new ort.Tensor('int32', tokens.data, [batch, seq]),
+    };
+    if (entry.usesKeepMask) {
+      const mask = keep === undefined ? new Float32Array(batch * seq).fill(1) : Float32Array.from(keep);
+      feeds[KEEP_MASK] = new ort.Tensor('float32', mask, [batch, seq]);
+    }
+    return s.run(feeds);
+  }
+
+  private forwardResult(out: ort.InferenceSession.ReturnType, spec: ForwardSpec, i: number): OnnxRunResult {
+    const prefix = forwardPrefix(i);
     const activations = new Map<string, Activation>();
-    for (const h of plan.capture) activations.set(h.name, toActivation(out[h.name]!));
-    const result: OnnxRunResult = { activations };
-    if (plan.needLogits) result.logits = toActivation(out[LOGITS]!);
+    for (const h of spec.plan.capture) activations.set(h.name, toActivation(out[`${prefix}${h.name}`]!));
+    const result: OnnxRunResult = { activations, saeOutputs: new Map() };
+    if (spec.logits) result.logits = toActivation(out[`${prefix}${LOGITS}`]!);
+    if (spec.loss) result.lossPerToken = toActivation(out[`${prefix}${LOSS}`]!);
+    for (const [hook, r] of Object.entries(spec.interventions ?? {})) {
+      if (r.kind !== 'sae') continue;
+      const names = saeOutputNames(prefix, hook);
+      result.saeOutputs.set(hook, {
+        features: toActivation(out[names.features]!),
+        reconstruction: toActivation(out[names.reconstruction]!),
+      });
+    }
     return result;
+  }
+
+  /** Identifies a request: the plans, flags and replacements (SAEs by object identity). */
+  private keyOf(specs: readonly ForwardSpec[]): string {
+    return JSON.stringify(
+      specs.map((f) => [
+        f.plan.capture.map((h) => h.name),
+        f.plan.stopAfter,
+        f.plan.needLogits,
+        Boolean(f.logits),
+        Boolean(f.loss),
+        Boolean(f.kl),
+        Object.entries(f.interventions ?? {}).map(([hook, r]) =>
+          r.kind === 'sae' ? [hook, r.kind, this.saeId(r.sae), r.input ?? hook] : [hook, r.kind],
+        ),
+      ]),
+    );
+  }
+
+  private saeId(sae: OnnxSae): number {
+    let id = this.saeIds.get(sae);
+    if (id === undefined) {
+      id = this.nextSaeId++;
+      this.saeIds.set(sae, id);
+    }
+    return id;
   }
 
   /** Releases every cached session; the engine cannot run afterwards. */
   async dispose(): Promise<void> {
     if (this.disposed) return;
     this.disposed = true;
-    const all = [...this.sessions.values()];
+    const all = [...this.sessions.values()].map((e) => e.session);
     this.sessions.clear();
     for (const s of await Promise.allSettled(all)) if (s.status === 'fulfilled') await s.value.release();
   }
