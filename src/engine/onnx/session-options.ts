@@ -49,6 +49,10 @@ export function onnxSessionOptions(execution: OnnxExecution = {}): ort.Inference
     executionProviders: device === 'cuda' ? ['cuda', 'cpu'] : ['cpu'],
     // Adam's second moments underflow into denormals, which x86 computes ~100x slower than normal floats.
     extra: { session: { set_denormal_as_zero: '1' } },
+    // SAEFLOW_ORT_PROFILE=/path/prefix writes onnxruntime's per-node timings (Chrome trace JSON).
+    ...(process.env.SAEFLOW_ORT_PROFILE
+      ? { enableProfiling: true, profileFilePrefix: process.env.SAEFLOW_ORT_PROFILE }
+      : {}),
     ...((execution as { profile?: boolean }).profile
       ? { enableProfiling: true, profileFilePrefix: '/tmp/ortprof2' }
       : {}),
