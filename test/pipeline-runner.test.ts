@@ -126,6 +126,6 @@ describe('runner', () => {
     const help = r.out.join('');
     expect(help).toMatch(/--delay_ms <number >= 0>\s+delay of the slow stage per item \(default: 1\)/);
     expect(help).toMatch(/--nested\.flag <boolean>/);
-    expect(help).toMatch(/--backend <auto\|tensorflow\|wasm\|cpu>/);
+    expect(help).toMatch(/--backend <auto\|tensorflow\|wasm\|cpu\|cuda>/);
   });
 });
