@@ -10,6 +10,7 @@ export class GraphBuilder {
   readonly initializers: OnnxTensor[] = [];
   private readonly known = new Set<string>();
   private counter = 0;
+  private multiCounter = 0;
 
   constant(name: string, dims: readonly number[], data: Float32Array | BigInt64Array): string {
     if (this.known.has(name)) return name;
@@ -38,5 +39,19 @@ export class GraphBuilder {
     const out = output ?? `${prefix}/${opType}_${this.counter++}`;
     this.nodes.push({ opType, name: `${out}#${opType}`, inputs, outputs: [out], attributes });
     return out;
+  }
+
+  /** A node with `count` outputs (Split, TopK), named `<prefix>/<op>_m<n>.<i>`. */
+  multi(
+    opType: string,
+    inputs: string[],
+    prefix: string,
+    count: number,
+    attributes?: Record<string, AttributeValue>,
+  ): string[] {
+    const base = `${prefix}/${opType}_m${this.multiCounter++}`;
+    const outputs = Array.from({ length: count }, (_, i) => `${base}.${i}`);
+    this.nodes.push({ opType, name: `${base}#${opType}`, inputs, outputs, attributes });
+    return outputs;
   }
 }

@@ -71,15 +71,11 @@ export class GraphOps {
 
   /** The k largest values along the last axis (k an int64 [1] tensor name). */
   topkValues(a: string, k: string): string {
-    const values = `${this.scope}/TopK_${this.b.nodes.length}`;
-    this.b.nodes.push({
-      opType: 'TopK',
-      name: `${values}#TopK`,
-      inputs: [a, k],
-      outputs: [values, `${values}.indices`],
-      attributes: { axis: int(-1), largest: int(1), sorted: int(0) },
-    });
-    return values;
+    return this.b.multi('TopK', [a, k], this.scope, 2, {
+      axis: int(-1),
+      largest: int(1),
+      sorted: int(0),
+    })[0]!;
   }
 
   reshape = (a: string, shape: number[]): string =>

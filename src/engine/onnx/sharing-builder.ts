@@ -27,7 +27,6 @@ function nodeKey(
 
 export class SharingGraphBuilder extends GraphBuilder {
   private readonly built = new Map<string, string[]>();
-  private multiCounter = 0;
 
   /** As GraphBuilder.op, but returns the output of an identical earlier node (whatever it was named). */
   override op(
@@ -45,8 +44,8 @@ export class SharingGraphBuilder extends GraphBuilder {
     return out;
   }
 
-  /** A node with `count` outputs (Split, TopK), named after `prefix` and shared the same way. */
-  multi(
+  /** As GraphBuilder.multi, shared the same way. */
+  override multi(
     opType: string,
     inputs: string[],
     prefix: string,
@@ -56,9 +55,7 @@ export class SharingGraphBuilder extends GraphBuilder {
     const key = nodeKey(opType, inputs, attributes);
     const earlier = this.built.get(key);
     if (earlier) return earlier;
-    const base = `${prefix}/${opType}_m${this.multiCounter++}`;
-    const outputs = Array.from({ length: count }, (_, i) => `${base}.${i}`);
-    this.nodes.push({ opType, name: `${base}#${opType}`, inputs, outputs, attributes });
+    const outputs = super.multi(opType, inputs, prefix, count, attributes);
     this.built.set(key, outputs);
     return outputs;
   }
