@@ -18,7 +18,7 @@ import type { Gpt2Weights, LayerNormWeights, LinearWeights } from '../../model/g
 import { hookShape, parseHookName } from '../../model/hook-points.js';
 import type { HookSite, RunPlan } from '../../model/hook-points.js';
 import { klDivergence, logProbabilities, nextTokenLoss, probabilities } from './loss-graph.js';
-import { TensorElemType } from './onnx-proto.js';
+import { ONNX_IR_VERSION, ONNX_OPSET, TensorElemType } from './onnx-proto.js';
 import type { OnnxModel, OnnxValueInfo } from './onnx-proto.js';
 import { checkReplacement, emitSae } from './replacement-graph.js';
 import type { HookReplacement, OnnxSae } from './replacement-graph.js';
@@ -30,9 +30,6 @@ export const KEEP_MASK = 'keep';
 export const LOGITS = 'logits';
 export const LOSS = 'loss_per_token';
 export const KL = 'kl';
-const OPSET = 17;
-/** IR version 8 is the one that goes with opset 17. */
-const IR_VERSION = 8;
 /** TensorProto.DataType BOOL, for Cast (onnx-proto.ts lists only the types of initializers and inputs). */
 const BOOL = 9;
 
@@ -203,8 +200,8 @@ export function buildGpt2Forwards(
   return {
     model: {
       graph: { name: 'gpt2', nodes: b.nodes, initializers: b.initializers, inputs, outputs },
-      opset: OPSET,
-      irVersion: IR_VERSION,
+      opset: ONNX_OPSET,
+      irVersion: ONNX_IR_VERSION,
       producer: 'saeflow',
     },
     outputNames: outputs.map((o) => o.name),

@@ -5,6 +5,10 @@
  * caller's Float32Arrays, copied exactly once into the final buffer.
  */
 
+/** The opset every saeflow graph is written against, and the IR version that goes with it. */
+export const ONNX_OPSET = 17;
+export const ONNX_IR_VERSION = 8;
+
 export const TensorElemType = { FLOAT: 1, INT32: 6, INT64: 7 } as const;
 export type TensorElemType = (typeof TensorElemType)[keyof typeof TensorElemType];
 

@@ -1,11 +1,13 @@
 /**
  * Runs SAE training steps (sae-step-graph.ts) on onnxruntime-node. Parameters and Adam moments live in
- * two sets of host buffers: a step reads the current set and writes the other through pre-allocated
- * outputs (no copies), and `commit` swaps them, so a step whose readback is not finite is dropped by
- * simply not committing.
+ * two sets of host buffers: a step reads the current set (onnxruntime reads them in place) and its outputs
+ * land in the other (the binding copies them there after the run), and `commit` swaps the sets, so a step
+ * whose readback is not finite is dropped by simply not committing.
  */
 import * as ort from 'onnxruntime-node';
 import type { SaeTrainingConfig } from '../../sae/config.js';
+import { batchTopKCount } from '../../sae/architectures/batchtopk.js';
+import { auxKBase } from '../../sae/architectures/topk.js';
 import type { ParamName } from '../../sae/architectures/types.js';
 import type { ComputedStep, StepEngine, StepRequest } from '../../sae/engines/step-engine.js';
 import type { HostTensor } from '../../sae/fold.js';
@@ -95,7 +97,7 @@ export class OnnxSaeStep implements StepEngine {
 
   /**
    * Forward, backward and update of one batch into the spare buffers; the parameters change only on
-   * `commit()`. Until then `value()` still returns the old ones.
+   * `commit()`.
    */
   async compute(req: StepRequest): Promise<ComputedStep> {
     const cfg = this.cfg;
@@ -122,7 +124,7 @@ export class OnnxSaeStep implements StepEngine {
       feeds.y = new ort.Tensor('float32', req.y, [req.rows, cfg.d_out]);
     }
     if (aux) {
-      const base = Math.max(1, Math.floor((cfg.d_out ?? cfg.d_in) / 2));
+      const base = auxKBase(cfg);
       const bias = new Float32Array(cfg.d_sae);
       for (let j = 0; j < bias.length; j++) bias[j] = (req.deadMask![j]! - 1) * 1e30;
       feeds.dead_bias = new ort.Tensor('float32', bias, [cfg.d_sae]);
@@ -130,7 +132,7 @@ export class OnnxSaeStep implements StepEngine {
       scalars.aux_weight = cfg.aux_loss_coefficient * Math.min(req.numDead / base, 1);
     }
     if (cfg.architecture === 'batchtopk') {
-      const keep = Math.min(Math.max(1, Math.floor(cfg.k * req.rows)), req.rows * cfg.d_sae);
+      const keep = Math.min(batchTopKCount(cfg, req.rows), req.rows * cfg.d_sae);
       feeds.keep = new ort.Tensor('int64', BigInt64Array.of(BigInt(keep)), [1]);
     }
     for (const name of graph.scalarInputs)

@@ -20,14 +20,11 @@
  */
 import type { SaeTrainingConfig } from '../../sae/config.js';
 import type { ParamName } from '../../sae/architectures/types.js';
+import { ADAM_EPS } from '../../sae/optim/adam.js';
 import { GraphBuilder } from './graph-builder.js';
 import { GraphOps } from './graph-ops.js';
-import { TensorElemType } from './onnx-proto.js';
+import { ONNX_IR_VERSION, ONNX_OPSET, TensorElemType } from './onnx-proto.js';
 import type { OnnxModel, OnnxValueInfo } from './onnx-proto.js';
-
-const OPSET = 17;
-const IR_VERSION = 8;
-const ADAM_EPS = 1e-8;
 
 export interface SaeStepGraphOptions {
   /** topk/batchtopk: include the AuxK loss (a step with dead features). */
@@ -351,8 +348,8 @@ export function buildSaeStepGraph(cfg: SaeTrainingConfig, options: SaeStepGraphO
         inputs,
         outputs,
       },
-      opset: OPSET,
-      irVersion: IR_VERSION,
+      opset: ONNX_OPSET,
+      irVersion: ONNX_IR_VERSION,
       producer: 'saeflow',
     },
     paramNames: shapes.map(([n]) => n),

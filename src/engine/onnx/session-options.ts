@@ -9,7 +9,7 @@ import { availableParallelism } from 'node:os';
 import * as ort from 'onnxruntime-node';
 import { UserError } from '../../pipeline/errors.js';
 import { GraphBuilder } from './graph-builder.js';
-import { TensorElemType, encodeOnnxModel } from './onnx-proto.js';
+import { ONNX_IR_VERSION, ONNX_OPSET, TensorElemType, encodeOnnxModel } from './onnx-proto.js';
 
 export const ONNX_DEVICES = ['cpu', 'cuda'] as const;
 export type OnnxDevice = (typeof ONNX_DEVICES)[number];
@@ -70,8 +70,8 @@ export async function checkOnnxDevice(device: OnnxDevice): Promise<void> {
   const vi = (name: string) => ({ name, elemType: TensorElemType.FLOAT, dims: [1] });
   const model = encodeOnnxModel({
     graph: { name: 'probe', nodes: b.nodes, initializers: [], inputs: [vi('x')], outputs: [vi('y')] },
-    opset: 17,
-    irVersion: 8,
+    opset: ONNX_OPSET,
+    irVersion: ONNX_IR_VERSION,
     producer: 'saeflow',
   });
   try {
