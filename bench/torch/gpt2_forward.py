@@ -14,6 +14,8 @@ import time
 import math
 
 import torch
+
+from machine import blas_library, use_all_cores
 import torch.nn.functional as F
 
 try:
@@ -54,12 +56,6 @@ class PlainGpt2(torch.nn.Module):
         self.h = torch.nn.ModuleList(Block(d, heads) for _ in range(layers))
 
 
-def blas_info() -> str:
-    """The BLAS torch was built with (BLAS_INFO in torch.__config__.show())."""
-    for part in torch.__config__.show().replace(",", "\n").splitlines():
-        if "BLAS_INFO=" in part:
-            return "BLAS " + part.split("BLAS_INFO=", 1)[1].strip()
-    return "BLAS unknown"
 
 
 def main() -> None:
@@ -76,6 +72,8 @@ def main() -> None:
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
+    else:
+        use_all_cores()
     torch.manual_seed(0)
     if GPT2Model is not None:
         cfg = GPT2Config(n_layer=a.layers, n_embd=a.d_model, n_head=a.heads, vocab_size=a.vocab, n_positions=1024)
@@ -110,7 +108,7 @@ def main() -> None:
                 "implementation": implementation,
                 "torch": torch.__version__,
                 "threads": torch.get_num_threads(),
-                "blas": blas_info(),
+                "blas": blas_library(),
                 "tokens_per_s": tokens_per_s,
                 "checksum": float(y.double().abs().mean()),
             }

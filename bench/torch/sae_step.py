@@ -12,6 +12,8 @@ import time
 
 import torch
 
+from machine import blas_library, use_all_cores
+
 
 class Rect(torch.autograd.Function):
     @staticmethod
@@ -118,10 +120,8 @@ def main():
     ap.add_argument("--k", type=int, default=32)
     ap.add_argument("--archs", default="standard,topk,batchtopk,jumprelu,gated")
     a = ap.parse_args()
-    blas = "unknown"
-    for part in torch.__config__.show().replace(",", "\n").splitlines():
-        if "BLAS_INFO=" in part:
-            blas = part.split("BLAS_INFO=", 1)[1].strip()
+    use_all_cores()
+    blas = blas_library()
     x = torch.randn(a.batch, a.d_in)
     for arch in a.archs.split(","):
         p = make(arch, a.d_in, a.d_sae)

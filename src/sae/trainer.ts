@@ -156,9 +156,10 @@ export class SaeTrainer {
     width: number,
     sae: TrainingSae,
     field: string,
+    index: number,
   ): Float32Array {
     const data = batch.activations[hook];
-    const where = `batch ${this.batches}`;
+    const where = `batch ${index}`;
     if (data === undefined) {
       throw new UserError(
         `${where}: SAE '${sae.name}' reads hook '${hook}', which the batch lacks (it has: ${Object.keys(batch.activations).join(', ')})`,
@@ -176,14 +177,18 @@ export class SaeTrainer {
     return data;
   }
 
-  private checkFinite(batch: TrainingBatch, hooks: Map<string, { width: number; readers: string[] }>): void {
+  private checkFinite(
+    batch: TrainingBatch,
+    hooks: Map<string, { width: number; readers: string[] }>,
+    index: number,
+  ): void {
     for (const [hook, { width, readers }] of hooks) {
       const data = batch.activations[hook]!;
       const i = firstNonFinite(data);
       if (i >= 0) {
-        const step = this.saes.find((s) => !s.done)?.step ?? 0;
+        const step = (this.saes.find((s) => !s.done)?.step ?? 0) + index - this.batches;
         throw new UserError(
-          `batch ${this.batches} (step ${step}): activations of hook '${hook}' contain ${data[i]} at token ${Math.floor(i / width)}, ` +
+          `batch ${index} (step ${step}): activations of hook '${hook}' contain ${data[i]} at token ${Math.floor(i / width)}, ` +
             `dimension ${i % width} (read by SAE${readers.length > 1 ? 's' : ''} ${readers.map((r) => `'${r}'`).join(', ')}); nothing was trained on this batch`,
         );
       }
@@ -196,10 +201,78 @@ export class SaeTrainer {
    * one, every SAE still holds its parameters from the last good step.
    */
   async step(batch: TrainingBatch): Promise<TrainerStepResult> {
-    if (!Number.isSafeInteger(batch.rows) || batch.rows < 1) {
-      throw new UserError(`batch ${this.batches}: rows must be a positive integer, got ${batch.rows}`);
-    }
+    return (await this.steps([batch]))[0]!;
+  }
+
+  /** Batches `steps` runs together at most: the smallest chunk of the SAEs' step engines. */
+  get chunkSteps(): number {
+    return Math.min(...this.saes.map((s) => s.engine.maxChunkSteps));
+  }
+
+  /**
+   * How many batches of `rows` tokens to hand `steps` next: 1 while normalisation estimates are pending,
+   * else as many as a chunk takes but no more than the SAEs still need.
+   */
+  batchesWanted(rows: number): number {
     const active = this.saes.filter((s) => !s.done);
+    if (active.length === 0 || active.some((s) => s.pendingNormBatches > 0)) return 1;
+    const needed = Math.max(...active.map((s) => Math.ceil((s.cfg.training_tokens - s.tokens) / rows)));
+    return Math.max(1, Math.min(this.chunkSteps, needed));
+  }
+
+  /**
+   * Consumes batches in order, with the results of as many `step` calls: batches for the normalisation
+   * estimates one by one, then each SAE trains on the training batches it still needs in one
+   * `trainSteps` call (so an engine with chunks takes several steps per run). Every batch is checked
+   * before any SAE trains on the run it belongs to.
+   */
+  async steps(batches: readonly TrainingBatch[]): Promise<TrainerStepResult[]> {
+    const results: TrainerStepResult[] = [];
+    let i = 0;
+    while (i < batches.length) {
+      const active = this.saes.filter((s) => !s.done);
+      if (active.some((s) => s.pendingNormBatches > 0)) {
+        const inputs = this.inputsOf(batches[i]!, active, this.batches);
+        for (const sae of active) {
+          if (sae.pendingNormBatches > 0)
+            sae.observeNormBatch(inputs.get(sae)!.x, inputs.get(sae)!.y, batches[i]!.rows);
+        }
+        this.batches += 1;
+        results.push({ phase: 'norm_estimate', batches: this.batches, saes: [] });
+        i += 1;
+        continue;
+      }
+      const run = batches.slice(i);
+      const inputs = run.map((b, j) => this.inputsOf(b, active, this.batches + j));
+      const perBatch: SaeStepMetrics[][] = run.map(() => []);
+      // One SAE after another: each step uses every core, and a divergence stops before the next SAE.
+      for (const sae of active) {
+        let tokens = sae.tokens;
+        let needed = 0;
+        while (needed < run.length && tokens < sae.cfg.training_tokens) tokens += run[needed++]!.rows;
+        const metrics = await sae.trainSteps(
+          run.slice(0, needed).map((b, j) => ({ ...inputs[j]!.get(sae)!, rows: b.rows })),
+        );
+        metrics.forEach((m, j) => perBatch[j]!.push(m));
+      }
+      for (const saes of perBatch) {
+        this.batches += 1;
+        results.push({ phase: 'train', batches: this.batches, saes });
+      }
+      i = batches.length;
+    }
+    return results;
+  }
+
+  /** Each active SAE's input (and target) in `batch`, checked for presence, width and finiteness. */
+  private inputsOf(
+    batch: TrainingBatch,
+    active: readonly TrainingSae[],
+    index: number,
+  ): Map<TrainingSae, { x: Float32Array; y: Float32Array | null }> {
+    if (!Number.isSafeInteger(batch.rows) || batch.rows < 1) {
+      throw new UserError(`batch ${index}: rows must be a positive integer, got ${batch.rows}`);
+    }
     const inputs = new Map<TrainingSae, { x: Float32Array; y: Float32Array | null }>();
     const hooks = new Map<string, { width: number; readers: string[] }>();
     const note = (hook: string, width: number, name: string): void => {
@@ -208,31 +281,17 @@ export class SaeTrainer {
       hooks.set(hook, entry);
     };
     for (const sae of active) {
-      const x = this.hookData(batch, sae.cfg.hook_name, sae.cfg.d_in, sae, 'd_in');
+      const x = this.hookData(batch, sae.cfg.hook_name, sae.cfg.d_in, sae, 'd_in', index);
       note(sae.cfg.hook_name, sae.cfg.d_in, sae.name);
       let y: Float32Array | null = null;
       if (sae.cfg.d_out !== null) {
-        y = this.hookData(batch, targetHook(sae.cfg), sae.cfg.d_out, sae, 'd_out');
+        y = this.hookData(batch, targetHook(sae.cfg), sae.cfg.d_out, sae, 'd_out', index);
         note(targetHook(sae.cfg), sae.cfg.d_out, sae.name);
       }
       inputs.set(sae, { x, y });
     }
-    this.checkFinite(batch, hooks);
-
-    if (active.some((s) => s.pendingNormBatches > 0)) {
-      for (const sae of active) {
-        if (sae.pendingNormBatches > 0)
-          sae.observeNormBatch(inputs.get(sae)!.x, inputs.get(sae)!.y, batch.rows);
-      }
-      this.batches += 1;
-      return { phase: 'norm_estimate', batches: this.batches, saes: [] };
-    }
-    // One SAE after another: each step uses every core, and a divergence stops before the next SAE.
-    const metrics: SaeStepMetrics[] = [];
-    for (const sae of active)
-      metrics.push(await sae.trainStep(inputs.get(sae)!.x, inputs.get(sae)!.y, batch.rows));
-    this.batches += 1;
-    return { phase: 'train', batches: this.batches, saes: metrics };
+    this.checkFinite(batch, hooks, index);
+    return inputs;
   }
 
   /**

@@ -16,7 +16,7 @@ import type { SaeTrainingConfig } from './config.js';
 import type { ParamName } from './architectures/types.js';
 import { columnMean, geometricMedian } from './b-dec-init.js';
 import { createStepEngine } from './engines/create-step-engine.js';
-import type { StepEngine, StepEngineName } from './engines/step-engine.js';
+import type { ComputedStep, StepEngine, StepEngineName, StepRequest } from './engines/step-engine.js';
 import { FiringStats } from './firing-stats.js';
 import type { SparsityReport } from './firing-stats.js';
 import { inferenceWeights } from './fold.js';
@@ -49,6 +49,47 @@ export interface SaeStepMetrics {
   topk_threshold?: number;
   /** Present when a feature-sampling window closed at the start of this step. */
   sparsity?: SparsityReport;
+}
+
+/** One batch for `trainSteps`: x [rows, d_in], y [rows, d_out] for transcoders (raw activations). */
+export interface StepBatch {
+  x: Float32Array;
+  y: Float32Array | null;
+  rows: number;
+}
+
+type Coefficient = ReturnType<typeof sparsityCoefficient>;
+
+interface ReadStep {
+  losses: Record<string, number>;
+  loss: number;
+  totalVariance: number;
+  gradNorm: number;
+  stats: Record<string, number>;
+  fired: Float32Array;
+  finite: boolean;
+}
+
+/** Unpacks a step's readback: [losses..., total variance, Σ grad², stats..., firing counts]. */
+function readStep({ readback: values, lossNames, statNames }: ComputedStep): ReadStep {
+  const losses: Record<string, number> = {};
+  lossNames.forEach((n, i) => (losses[n] = values[i]!));
+  let idx = lossNames.length;
+  const totalVariance = values[idx++]!;
+  const gradNorm = Math.sqrt(values[idx++]!);
+  const stats: Record<string, number> = {};
+  for (const n of statNames) stats[n] = values[idx++]!;
+  const loss = Object.values(losses).reduce((a, b) => a + b, 0);
+  const fired = values.subarray(idx);
+  return {
+    losses,
+    loss,
+    totalVariance,
+    gradNorm,
+    stats,
+    fired,
+    finite: Number.isFinite(loss) && Number.isFinite(gradNorm),
+  };
 }
 
 function hasNonFinite(data: Float32Array): number {
@@ -153,79 +194,121 @@ export class TrainingSae {
    * loss or the gradients are not finite.
    */
   async trainStep(x: Float32Array, y: Float32Array | null, rows: number): Promise<SaeStepMetrics> {
+    return (await this.trainSteps([{ x, y, rows }]))[0]!;
+  }
+
+  /**
+   * Consecutive optimiser steps, one per batch, with the same results as as many `trainStep` calls. An
+   * engine with chunks runs batches of equal rows together (up to its `maxChunkSteps`); when a step
+   * diverges, the steps before it are kept and a UserError names it.
+   */
+  async trainSteps(batches: readonly StepBatch[]): Promise<SaeStepMetrics[]> {
     if (this.disposed) throw new Error(`SAE '${this.name}' was disposed`);
+    const transcoder = this.cfg.d_out !== null;
+    for (const b of batches)
+      if (transcoder && b.y === null) throw new Error(`transcoder '${this.name}' needs a target batch`);
+    const out: SaeStepMetrics[] = [];
+    let i = 0;
+    while (i < batches.length) {
+      let n = 1;
+      const chunked = this.engine.maxChunkSteps > 1 && this.engine.computeChunk !== undefined;
+      if (chunked) {
+        while (
+          i + n < batches.length &&
+          n < this.engine.maxChunkSteps &&
+          batches[i + n]!.rows === batches[i]!.rows
+        )
+          n++;
+      }
+      const group = batches.slice(i, i + n);
+      if (!this.bDecInitialized) this.initBDec(transcoder ? group[0]!.y! : group[0]!.x, group[0]!.rows);
+      out.push(...(n > 1 ? await this.chunk(group) : [await this.single(group[0]!)]));
+      i += n;
+    }
+    return out;
+  }
+
+  /** What step `this.step + offset` feeds the engine (dead features: the mask as of now). */
+  private request(batch: StepBatch, offset: number): { req: StepRequest; coefficient: Coefficient } {
     const cfg = this.cfg;
-    const transcoder = cfg.d_out !== null;
-    if (transcoder && y === null) throw new Error(`transcoder '${this.name}' needs a target batch`);
-    if (!this.bDecInitialized) this.initBDec(transcoder ? y! : x, rows);
-
-    let sparsity: SparsityReport | undefined;
-    if ((this.step + 1) % cfg.feature_sampling_window === 0) sparsity = this.stats.closeWindow();
-
-    const lr = learningRateAt(cfg, this.step);
-    const coefficient = sparsityCoefficient(cfg, this.step);
     const usesDeadMask = cfg.architecture === 'topk' || cfg.architecture === 'batchtopk';
     const numDead = usesDeadMask ? this.stats.deadCount(cfg.dead_feature_window) : 0;
-    const deadMaskData = numDead > 0 ? this.stats.deadMask(cfg.dead_feature_window) : null;
-    const scaleIn = this.scaleIn;
-    const scaleOut = this.scaleOut;
+    const coefficient = sparsityCoefficient(cfg, this.step + offset);
+    return {
+      coefficient,
+      req: {
+        x: batch.x,
+        y: batch.y,
+        rows: batch.rows,
+        coefficient: coefficient?.value ?? 0,
+        deadMask: numDead > 0 ? this.stats.deadMask(cfg.dead_feature_window) : null,
+        numDead,
+        scaleIn: this.scaleIn,
+        scaleOut: this.scaleOut,
+        lr: learningRateAt(cfg, this.step + offset),
+      },
+    };
+  }
 
-    const {
-      readback: values,
-      lossNames,
-      statNames,
-    } = await this.engine.compute({
-      x,
-      y,
-      rows,
-      coefficient: coefficient?.value ?? 0,
-      deadMask: deadMaskData,
-      numDead,
-      scaleIn,
-      scaleOut,
-      lr,
-    });
-    const losses: Record<string, number> = {};
-    lossNames.forEach((n, i) => (losses[n] = values[i]!));
-    let idx = lossNames.length;
-    const totalVariance = values[idx++]!;
-    const gradNorm = Math.sqrt(values[idx++]!);
-    const stats: Record<string, number> = {};
-    for (const n of statNames) stats[n] = values[idx++]!;
-    const fired = values.subarray(idx);
-    const loss = Object.values(losses).reduce((a, b) => a + b, 0);
-
-    if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
+  private async single(batch: StepBatch): Promise<SaeStepMetrics> {
+    const { req, coefficient } = this.request(batch, 0);
+    const computed = await this.engine.compute(req);
+    const read = readStep(computed);
+    if (!read.finite) {
       this.engine.discard();
-      throw this.divergence(losses, gradNorm);
+      throw this.divergence(read.losses, read.gradNorm);
     }
-    this.engine.commit(gradNorm);
+    this.engine.commit(read.gradNorm);
+    return this.record(read, req, coefficient);
+  }
 
-    this.stats.record(fired, rows);
-    if (cfg.architecture === 'batchtopk' && stats.min_positive_act! < 1e30) {
+  private async chunk(batches: readonly StepBatch[]): Promise<SaeStepMetrics[]> {
+    const planned = batches.map((b, i) => this.request(b, i));
+    const usesDeadMask = this.cfg.architecture === 'topk' || this.cfg.architecture === 'batchtopk';
+    const computed = await this.engine.computeChunk!(
+      planned.map((p) => p.req),
+      usesDeadMask ? this.stats.sinceFired : null,
+    );
+    const reads = computed.map(readStep);
+    const good = reads.findIndex((r) => !r.finite);
+    await this.engine.commitChunk!(good < 0 ? reads.length : good);
+    const out: SaeStepMetrics[] = [];
+    for (let i = 0; i < (good < 0 ? reads.length : good); i++)
+      out.push(this.record(reads[i]!, planned[i]!.req, planned[i]!.coefficient));
+    if (good >= 0) throw this.divergence(reads[good]!.losses, reads[good]!.gradNorm);
+    return out;
+  }
+
+  /** Host-side bookkeeping of a committed step: sampling window, firing statistics, metrics, counters. */
+  private record(read: ReadStep, req: StepRequest, coefficient: Coefficient): SaeStepMetrics {
+    const cfg = this.cfg;
+    let sparsity: SparsityReport | undefined;
+    if ((this.step + 1) % cfg.feature_sampling_window === 0) sparsity = this.stats.closeWindow();
+    this.stats.record(read.fired, req.rows);
+    if (cfg.architecture === 'batchtopk' && read.stats.min_positive_act! < 1e30) {
       const rate = cfg.topk_threshold_lr;
-      this.topkThreshold = (1 - rate) * this.topkThreshold + rate * stats.min_positive_act!;
+      this.topkThreshold = (1 - rate) * this.topkThreshold + rate * read.stats.min_positive_act!;
     }
     let l0 = 0;
-    for (let j = 0; j < fired.length; j++) l0 += fired[j]!;
+    for (let j = 0; j < read.fired.length; j++) l0 += read.fired[j]!;
     const metrics: SaeStepMetrics = {
       sae: this.name,
       step: this.step,
-      tokens: this.tokens + rows,
-      loss,
-      losses,
-      mse: losses.mse_loss!,
-      l0: l0 / rows,
-      explained_variance: 1 - losses.mse_loss! / totalVariance,
+      tokens: this.tokens + req.rows,
+      loss: read.loss,
+      losses: read.losses,
+      mse: read.losses.mse_loss!,
+      l0: l0 / req.rows,
+      explained_variance: 1 - read.losses.mse_loss! / read.totalVariance,
       dead_features: this.stats.deadCount(cfg.dead_feature_window),
-      lr,
+      lr: req.lr,
       coefficients: coefficient === null ? {} : { [coefficient.name]: coefficient.value },
-      grad_norm: gradNorm,
+      grad_norm: read.gradNorm,
     };
     if (cfg.architecture === 'batchtopk') metrics.topk_threshold = this.topkThreshold;
     if (sparsity) metrics.sparsity = sparsity;
     this.step += 1;
-    this.tokens += rows;
+    this.tokens += req.rows;
     return metrics;
   }
 

@@ -30,6 +30,7 @@ export class GraphOps {
   mul = (a: string, b: string, out?: string): string => this.op('Mul', [a, b], undefined, out);
   div = (a: string, b: string, out?: string): string => this.op('Div', [a, b], undefined, out);
   min = (a: string, b: string): string => this.op('Min', [a, b]);
+  max = (a: string, b: string): string => this.op('Max', [a, b]);
   neg = (a: string): string => this.op('Neg', [a]);
   abs = (a: string): string => this.op('Abs', [a]);
   sqrt = (a: string): string => this.op('Sqrt', [a]);
@@ -43,6 +44,7 @@ export class GraphOps {
   /** cond ? a : b, elementwise with broadcasting. */
   where = (cond: string, a: string, b: string): string => this.op('Where', [cond, a, b]);
   toFloat = (a: string): string => this.op('Cast', [a], { to: int(1) });
+  toInt64 = (a: string): string => this.op('Cast', [a], { to: int(7) });
   identity = (a: string, out: string): string => this.op('Identity', [a], undefined, out);
 
   /** A Bᵀ-style product with optional transposes and bias (MLAS reads transposed operands in place). */

@@ -9,14 +9,16 @@
 export const ONNX_OPSET = 17;
 export const ONNX_IR_VERSION = 8;
 
-export const TensorElemType = { FLOAT: 1, INT32: 6, INT64: 7 } as const;
+export const TensorElemType = { FLOAT: 1, INT32: 6, INT64: 7, BOOL: 9 } as const;
 export type TensorElemType = (typeof TensorElemType)[keyof typeof TensorElemType];
 
 export type AttributeValue =
   | { kind: 'int'; value: number }
   | { kind: 'float'; value: number }
   | { kind: 'ints'; value: readonly number[] }
-  | { kind: 'tensor'; value: OnnxTensor };
+  | { kind: 'tensor'; value: OnnxTensor }
+  /** A subgraph (Loop's body); it may read the enclosing graph's values by name. */
+  | { kind: 'graph'; value: OnnxGraph };
 
 export interface OnnxNode {
   opType: string;
@@ -142,6 +144,7 @@ function tensorMessage(t: OnnxTensor): Message {
 const ATTR_FLOAT = 1;
 const ATTR_INT = 2;
 const ATTR_TENSOR = 4;
+const ATTR_GRAPH = 5;
 const ATTR_INTS = 7;
 
 function attributeMessage(name: string, a: AttributeValue): Message {
@@ -155,6 +158,8 @@ function attributeMessage(name: string, a: AttributeValue): Message {
       return m.message(5, tensorMessage(a.value)).int(20, ATTR_TENSOR);
     case 'ints':
       return m.packedInts(8, a.value).int(20, ATTR_INTS);
+    case 'graph':
+      return m.message(6, graphMessage(a.value)).int(20, ATTR_GRAPH);
   }
 }
 
@@ -177,15 +182,22 @@ function valueInfoMessage(v: OnnxValueInfo): Message {
   return new Message().string(1, v.name).message(2, new Message().message(1, tensorType));
 }
 
+function graphMessage(graph: OnnxGraph): Message {
+  const g = new Message();
+  for (const n of graph.nodes) g.message(1, nodeMessage(n));
+  g.string(2, graph.name);
+  for (const t of graph.initializers) g.message(5, tensorMessage(t));
+  for (const i of graph.inputs) g.message(11, valueInfoMessage(i));
+  for (const o of graph.outputs) g.message(12, valueInfoMessage(o));
+  return g;
+}
+
 /** Serialises a model to ONNX protobuf bytes, ready for `InferenceSession.create`. */
 export function encodeOnnxModel(model: OnnxModel): Uint8Array {
-  const g = new Message();
-  for (const n of model.graph.nodes) g.message(1, nodeMessage(n));
-  g.string(2, model.graph.name);
-  for (const t of model.graph.initializers) g.message(5, tensorMessage(t));
-  for (const i of model.graph.inputs) g.message(11, valueInfoMessage(i));
-  for (const o of model.graph.outputs) g.message(12, valueInfoMessage(o));
-  const m = new Message().int(1, model.irVersion).string(2, model.producer).message(7, g);
+  const m = new Message()
+    .int(1, model.irVersion)
+    .string(2, model.producer)
+    .message(7, graphMessage(model.graph));
   m.message(8, new Message().string(1, '').int(2, model.opset));
   return m.concat();
 }

@@ -3,6 +3,10 @@
  * two sets of host buffers: a step reads the current set (onnxruntime reads them in place) and its outputs
  * land in the other (the binding copies them there after the run), and `commit` swaps the sets, so a step
  * whose readback is not finite is dropped by simply not committing.
+ *
+ * Chunks (sae-step-loop.ts) run up to `maxChunkSteps` steps in one session run and return the state after
+ * the last; committing fewer steps than were computed (a later step diverged) runs the chunk again with a
+ * shorter trip count from the same state, which reproduces those steps exactly.
  */
 import * as ort from 'onnxruntime-node';
 import type { SaeTrainingConfig } from '../../sae/config.js';
@@ -12,17 +16,34 @@ import type { ParamName } from '../../sae/architectures/types.js';
 import type { ComputedStep, StepEngine, StepRequest } from '../../sae/engines/step-engine.js';
 import type { HostTensor } from '../../sae/fold.js';
 import { transposeMatrix } from '../../util/transpose.js';
-import { buildSaeStepGraph, stepParamShapes } from './sae-step-graph.js';
+import { buildSaeStepGraph, stepParamShapes, stepStateKeys } from './sae-step-graph.js';
 import type { SaeStepGraph } from './sae-step-graph.js';
+import { buildSaeStepLoop } from './sae-step-loop.js';
+import type { SaeStepLoopGraph } from './sae-step-loop.js';
 import { encodeOnnxModel } from './onnx-proto.js';
 import { onnxSessionOptions } from './session-options.js';
 import type { OnnxExecution } from './session-options.js';
 
 type Buffers = Record<string, Float32Array>;
 
-interface Compiled {
-  graph: SaeStepGraph;
+interface Compiled<G> {
+  graph: G;
   session: ort.InferenceSession;
+}
+
+interface PendingChunk {
+  loop: Compiled<SaeStepLoopGraph>;
+  feeds: Record<string, ort.Tensor>;
+  steps: number;
+  results: Record<string, ort.Tensor>;
+}
+
+/** Steps per chunk: enough to make the per-run output copy small against the arithmetic. */
+export const ONNX_CHUNK_STEPS = 8;
+
+export interface OnnxStepOptions extends OnnxExecution {
+  /** Most steps per session run (default ONNX_CHUNK_STEPS; 1 disables chunks). */
+  chunkSteps?: number;
 }
 
 export class OnnxSaeStep implements StepEngine {
@@ -30,16 +51,22 @@ export class OnnxSaeStep implements StepEngine {
   private current: Buffers = {};
   private next: Buffers = {};
   private readonly shapes: Map<ParamName, number[]>;
-  private readonly sessions = new Map<boolean, Promise<Compiled>>();
+  private readonly sessions = new Map<boolean, Promise<Compiled<SaeStepGraph>>>();
+  private readonly loops = new Map<boolean, Promise<Compiled<SaeStepLoopGraph>>>();
   /** Adam updates committed so far (PyTorch's `step`). */
   adamStep = 0;
   private pending = false;
+  private chunk: PendingChunk | null = null;
+  readonly maxChunkSteps: number;
 
   constructor(
     readonly cfg: SaeTrainingConfig,
     params: Readonly<Record<string, HostTensor>>,
-    private readonly execution: OnnxExecution = {},
+    private readonly execution: OnnxStepOptions = {},
   ) {
+    this.maxChunkSteps = execution.chunkSteps ?? ONNX_CHUNK_STEPS;
+    if (!Number.isInteger(this.maxChunkSteps) || this.maxChunkSteps < 1)
+      throw new Error(`OnnxSaeStep: chunkSteps must be a positive integer, got ${execution.chunkSteps}`);
     this.shapes = new Map(stepParamShapes(cfg));
     for (const [name, shape] of this.shapes) {
       const size = shape.reduce((a, b) => a * b, 1);
@@ -83,16 +110,49 @@ export class OnnxSaeStep implements StepEngine {
     v.set(this.toGraphLayout(name, data));
   }
 
-  private compiled(auxK: boolean): Promise<Compiled> {
-    let c = this.sessions.get(auxK);
+  private compile<G extends SaeStepGraph>(
+    cache: Map<boolean, Promise<Compiled<G>>>,
+    auxK: boolean,
+    build: (auxK: boolean) => G,
+  ): Promise<Compiled<G>> {
+    let c = cache.get(auxK);
     if (c === undefined) {
-      const graph = buildSaeStepGraph(this.cfg, { auxK });
+      const graph = build(auxK);
       c = ort.InferenceSession.create(encodeOnnxModel(graph.model), onnxSessionOptions(this.execution)).then(
         (session) => ({ graph, session }),
       );
-      this.sessions.set(auxK, c);
+      cache.set(auxK, c);
     }
     return c;
+  }
+
+  private compiled(auxK: boolean): Promise<Compiled<SaeStepGraph>> {
+    return this.compile(this.sessions, auxK, (aux) => buildSaeStepGraph(this.cfg, { auxK: aux }));
+  }
+
+  private compiledLoop(auxK: boolean): Promise<Compiled<SaeStepLoopGraph>> {
+    return this.compile(this.loops, auxK, (aux) => buildSaeStepLoop(this.cfg, { auxK: aux }));
+  }
+
+  /** Scalar inputs of the step at Adam step `t` (1-based), by graph input name. */
+  private stepScalars(req: StepRequest, t: number): Record<string, number> {
+    return {
+      scale_in: req.scaleIn,
+      scale_out: req.scaleOut,
+      inv_rows: 1 / req.rows,
+      coefficient: req.coefficient,
+      step_size: req.lr / (1 - this.cfg.adam_beta1 ** t),
+      bc2_sqrt: Math.sqrt(1 - this.cfg.adam_beta2 ** t),
+    };
+  }
+
+  private keepCount(rows: number): bigint {
+    return BigInt(Math.min(batchTopKCount(this.cfg, rows), rows * this.cfg.d_sae));
+  }
+
+  private checkTarget(req: StepRequest): void {
+    if (this.cfg.d_out !== null && req.y === null)
+      throw new Error(`transcoder '${this.cfg.name}' needs a target batch`);
   }
 
   /**
@@ -107,22 +167,12 @@ export class OnnxSaeStep implements StepEngine {
       req.numDead > 0 &&
       cfg.aux_loss_coefficient > 0;
     const { graph, session } = await this.compiled(aux);
-    const t = this.adamStep + 1;
-    const scalars: Record<string, number> = {
-      scale_in: req.scaleIn,
-      scale_out: req.scaleOut,
-      inv_rows: 1 / req.rows,
-      coefficient: req.coefficient,
-      step_size: req.lr / (1 - cfg.adam_beta1 ** t),
-      bc2_sqrt: Math.sqrt(1 - cfg.adam_beta2 ** t),
-    };
+    const scalars = this.stepScalars(req, this.adamStep + 1);
     const feeds: Record<string, ort.Tensor> = {
       x: new ort.Tensor('float32', req.x, [req.rows, cfg.d_in]),
     };
-    if (cfg.d_out !== null) {
-      if (req.y === null) throw new Error(`transcoder '${cfg.name}' needs a target batch`);
-      feeds.y = new ort.Tensor('float32', req.y, [req.rows, cfg.d_out]);
-    }
+    this.checkTarget(req);
+    if (cfg.d_out !== null) feeds.y = new ort.Tensor('float32', req.y!, [req.rows, cfg.d_out]);
     if (aux) {
       const base = auxKBase(cfg);
       const bias = new Float32Array(cfg.d_sae);
@@ -131,10 +181,8 @@ export class OnnxSaeStep implements StepEngine {
       feeds.k_aux = new ort.Tensor('int64', BigInt64Array.of(BigInt(Math.min(base, req.numDead))), [1]);
       scalars.aux_weight = cfg.aux_loss_coefficient * Math.min(req.numDead / base, 1);
     }
-    if (cfg.architecture === 'batchtopk') {
-      const keep = Math.min(batchTopKCount(cfg, req.rows), req.rows * cfg.d_sae);
-      feeds.keep = new ort.Tensor('int64', BigInt64Array.of(BigInt(keep)), [1]);
-    }
+    if (cfg.architecture === 'batchtopk')
+      feeds.keep = new ort.Tensor('int64', BigInt64Array.of(this.keepCount(req.rows)), [1]);
     for (const name of graph.scalarInputs)
       feeds[name] = new ort.Tensor('float32', Float32Array.of(scalars[name]!), []);
     const fetches: Record<string, ort.Tensor> = {};
@@ -150,6 +198,106 @@ export class OnnxSaeStep implements StepEngine {
     await session.run(feeds, fetches);
     this.pending = true;
     return { readback, lossNames: graph.lossNames, statNames: graph.statNames };
+  }
+
+  /**
+   * Up to `maxChunkSteps` consecutive steps in one run of the Loop graph. All requests must have the same
+   * number of rows. The AuxK variant runs when a feature is dead at the start or could die within the
+   * chunk (steps since fired + steps - 1 > dead_feature_window); otherwise no step has a dead feature.
+   */
+  async computeChunk(reqs: readonly StepRequest[], sinceFired: Float64Array | null): Promise<ComputedStep[]> {
+    const cfg = this.cfg;
+    const steps = reqs.length;
+    if (steps < 1 || steps > this.maxChunkSteps)
+      throw new Error(`OnnxSaeStep: a chunk takes 1 to ${this.maxChunkSteps} steps, got ${steps}`);
+    const rows = reqs[0]!.rows;
+    if (reqs.some((r) => r.rows !== rows)) throw new Error('OnnxSaeStep: chunk batches differ in rows');
+    let maxSince = 0;
+    if (sinceFired !== null) for (const v of sinceFired) maxSince = Math.max(maxSince, v);
+    const aux =
+      (cfg.architecture === 'topk' || cfg.architecture === 'batchtopk') &&
+      cfg.aux_loss_coefficient > 0 &&
+      sinceFired !== null &&
+      maxSince + steps - 1 > cfg.dead_feature_window;
+    const loop = await this.compiledLoop(aux);
+    const feeds: Record<string, ort.Tensor> = {
+      trip_count: new ort.Tensor('int64', BigInt64Array.of(BigInt(steps)), []),
+    };
+    const stacked = (pick: (r: StepRequest) => Float32Array, width: number): Float32Array => {
+      const out = new Float32Array(steps * rows * width);
+      reqs.forEach((r, i) => out.set(pick(r), i * rows * width));
+      return out;
+    };
+    const scalars = reqs.map((r, i) => this.stepScalars(r, this.adamStep + 1 + i));
+    for (const input of loop.graph.perStepInputs) {
+      const name = `steps.${input.name}`;
+      if (input.name === 'x') {
+        feeds[name] = new ort.Tensor(
+          'float32',
+          stacked((r) => r.x, cfg.d_in),
+          [steps, rows, cfg.d_in],
+        );
+      } else if (input.name === 'y') {
+        reqs.forEach((r) => this.checkTarget(r));
+        feeds[name] = new ort.Tensor(
+          'float32',
+          stacked((r) => r.y!, cfg.d_out!),
+          [steps, rows, cfg.d_out!],
+        );
+      } else if (input.name === 'keep') {
+        const keep = new BigInt64Array(steps).fill(this.keepCount(rows));
+        feeds[name] = new ort.Tensor('int64', keep, [steps, 1]);
+      } else {
+        const values = Float32Array.from(scalars, (s) => {
+          const v = s[input.name];
+          if (v === undefined) throw new Error(`OnnxSaeStep: no value for per-step input ${input.name}`);
+          return v;
+        });
+        feeds[name] = new ort.Tensor('float32', values, [steps]);
+      }
+    }
+    for (const key of loop.graph.stateKeys) {
+      if (key === 'since_fired') {
+        feeds['state.since_fired'] = new ort.Tensor('float32', Float32Array.from(sinceFired!), [cfg.d_sae]);
+      } else {
+        feeds[`state.${key}`] = new ort.Tensor('float32', this.current[key]!, this.shapeOfKey(key));
+      }
+    }
+    const results = await loop.session.run(feeds);
+    this.chunk = { loop, feeds, steps, results };
+    const all = results['chunk.readback']!.data as Float32Array;
+    const width = all.length / steps;
+    return Array.from({ length: steps }, (_, i) => ({
+      readback: all.subarray(i * width, (i + 1) * width),
+      lossNames: loop.graph.lossNames,
+      statNames: loop.graph.statNames,
+    }));
+  }
+
+  async commitChunk(steps: number): Promise<void> {
+    const chunk = this.chunk;
+    if (chunk === null) throw new Error('OnnxSaeStep: commitChunk without a chunk');
+    this.chunk = null;
+    if (!Number.isInteger(steps) || steps < 0 || steps > chunk.steps)
+      throw new Error(`OnnxSaeStep: cannot commit ${steps} of ${chunk.steps} steps`);
+    if (steps === 0) return;
+    let results = chunk.results;
+    if (steps < chunk.steps) {
+      const feeds = {
+        ...chunk.feeds,
+        trip_count: new ort.Tensor('int64', BigInt64Array.of(BigInt(steps)), []),
+      };
+      results = await chunk.loop.session.run(feeds);
+    }
+    for (const key of stepStateKeys(this.paramNames)) {
+      // Fresh arrays the binding made for this run: they become the current state as they are.
+      this.current[key] = results[`chunk.${key}`]!.data as Float32Array;
+    }
+    this.adamStep += steps;
+  }
+
+  private shapeOfKey(key: string): number[] {
+    return this.shapes.get(key.replace(/^[mv]\./, '') as ParamName)!;
   }
 
   /** Makes the computed step's parameters and moments current (clipping happened in the graph). */
@@ -188,8 +336,10 @@ export class OnnxSaeStep implements StepEngine {
 
   /** Releases the sessions (in the background: nothing waits on a released session). */
   dispose(): void {
-    const all = [...this.sessions.values()];
+    const all: Promise<Compiled<SaeStepGraph>>[] = [...this.sessions.values(), ...this.loops.values()];
     this.sessions.clear();
+    this.loops.clear();
+    this.chunk = null;
     for (const s of all) void s.then((c) => c.session.release()).catch(() => undefined);
   }
 }

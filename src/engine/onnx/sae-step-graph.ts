@@ -64,6 +64,11 @@ export function stepParamShapes(cfg: SaeTrainingConfig): [ParamName, number[]][]
   return shapes;
 }
 
+/** Parameters then first then second moments: the order of the state inputs and `next.` outputs. */
+export function stepStateKeys(paramNames: readonly ParamName[]): string[] {
+  return ['', 'm.', 'v.'].flatMap((prefix) => paramNames.map((n) => `${prefix}${n}`));
+}
+
 interface Term {
   acts: string;
   grad: string;

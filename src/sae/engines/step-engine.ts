@@ -8,6 +8,11 @@
  * Σ grad², stats, firing counts) without changing the parameters; the caller checks it and then either
  * `commit`s the update (clipping, Adam, decoder re-normalisation) or `discard`s it, so a diverged step
  * leaves the parameters of the last good one.
+ *
+ * An engine whose `maxChunkSteps` exceeds 1 also runs several consecutive steps at once (`computeChunk`,
+ * then `commitChunk` of the steps whose readbacks were good): the same arithmetic with fewer host round
+ * trips. Dead features change from step to step inside a chunk, so it takes the firing statistics'
+ * steps-since-fired instead of each request's mask.
  */
 import type { HostTensor } from '../fold.js';
 import type { ParamName } from '../architectures/types.js';
@@ -40,6 +45,8 @@ export interface ComputedStep {
 
 export interface StepEngine {
   readonly name: StepEngineName;
+  /** Most steps one `computeChunk` takes; 1 when the engine has no chunks. */
+  readonly maxChunkSteps: number;
   readonly paramNames: ParamName[];
   /** Adam updates committed so far (PyTorch's optimizer `step`). */
   adamStep: number;
@@ -48,6 +55,14 @@ export interface StepEngine {
   commit(gradNorm: number): void;
   /** Drops the computed step. */
   discard(): void;
+  /**
+   * Consecutive steps from the current parameters (requests' deadMask and numDead are ignored: dead
+   * features follow from `sinceFired`, the steps since each feature fired, null unless topk/batchtopk).
+   * Nothing changes until `commitChunk`.
+   */
+  computeChunk?(reqs: readonly StepRequest[], sinceFired: Float64Array | null): Promise<ComputedStep[]>;
+  /** Makes the first `steps` steps of the computed chunk current (0 drops them all). */
+  commitChunk?(steps: number): Promise<void>;
   hostParams(): Record<string, HostTensor>;
   /** Adam's first (`m`) or second (`v`) moments, host copies. */
   hostMoments(which: 'm' | 'v'): Record<string, HostTensor>;

@@ -28,6 +28,7 @@ function toHost(t: tf.Tensor): HostTensor {
 
 export class TfjsStepEngine implements StepEngine {
   readonly name = 'tfjs' as const;
+  readonly maxChunkSteps = 1;
   readonly module: ArchitectureModule;
   params: Params;
   readonly adam: Adam;

@@ -45,6 +45,32 @@ export function saeTraining(options: SaeTrainingOptions): Stage<TrainingBatch, S
   const last = new Map<string, SaeStepMetrics>();
   let checked = false;
   let sinceCheckpoint = 0;
+  // Batches wait here until there are as many as the trainer takes in one call (a chunk of steps).
+  const pending: TrainingBatch[] = [];
+  const train = async (): Promise<void> => {
+    const batches = pending.splice(0);
+    const results = await trainer.steps(batches.map((b) => ({ rows: b.rows, activations: b.hooks })));
+    results.forEach((result, i) => {
+      for (const m of result.saes) {
+        last.set(m.sae, m);
+        metrics?.write('train', { ...m });
+      }
+      const rows = batches[i]!.rows;
+      progress?.advance({ items: 1, tokens: result.phase === 'train' ? rows : 0 });
+      const first = result.saes[0];
+      if (first) progress?.report(progressValues(first));
+      sinceCheckpoint += rows;
+    });
+    if (
+      options.checkpointEveryTokens > 0 &&
+      sinceCheckpoint >= options.checkpointEveryTokens &&
+      !trainer.done
+    ) {
+      sinceCheckpoint = 0;
+      await trainer.saveCheckpoint(options.checkpointDir);
+      log?.info(`checkpoint after ${trainer.batches} batches: ${options.checkpointDir}`);
+    }
+  };
   return asyncStage<TrainingBatch, SaeTrainingSummary>(
     'sae-training',
     async (batch) => {
@@ -56,28 +82,15 @@ export function saeTraining(options: SaeTrainingOptions): Stage<TrainingBatch, S
         trainer.checkHookWidths(widths);
         checked = true;
       }
-      const result = await trainer.step({ rows: batch.rows, activations: batch.hooks });
-      for (const m of result.saes) {
-        last.set(m.sae, m);
-        metrics?.write('train', { ...m });
-      }
-      progress?.advance({ items: 1, tokens: result.phase === 'train' ? batch.rows : 0 });
-      const first = result.saes[0];
-      if (first) progress?.report(progressValues(first));
-      sinceCheckpoint += batch.rows;
-      if (
-        options.checkpointEveryTokens > 0 &&
-        sinceCheckpoint >= options.checkpointEveryTokens &&
-        !trainer.done
-      ) {
-        sinceCheckpoint = 0;
-        await trainer.saveCheckpoint(options.checkpointDir);
-        log?.info(`checkpoint after ${trainer.batches} batches: ${options.checkpointDir}`);
-      }
+      pending.push(batch);
+      if (pending.length >= trainer.batchesWanted(batch.rows) || pending[0]!.rows !== batch.rows)
+        await train();
     },
     {
       flow,
       flush: async (emit) => {
+        // Batches still waiting are trained unless the run was interrupted (a resumed run replays them).
+        if (pending.length > 0 && !flow?.stopped && !trainer.done) await train();
         await trainer.saveCheckpoint(options.checkpointDir);
         const status: SaeTrainingSummary['status'] = trainer.done
           ? 'completed'
