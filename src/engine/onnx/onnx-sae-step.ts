@@ -86,18 +86,17 @@ export class OnnxSaeStep implements StepEngine {
 
   /**
    * A copy of `data` (a parameter or moment of parameter `name`, in the trainer's layout) in the graph's:
-   * W_enc [d_in, d_sae] becomes [d_sae, d_in].
+   * W_dec [d_sae, width] becomes [width, d_sae] (stepParamShapes says why).
    */
   private toGraphLayout(name: string, data: Float32Array): Float32Array {
-    return name === 'W_enc' ? transposeMatrix(data, this.cfg.d_in, this.cfg.d_sae) : Float32Array.from(data);
+    const width = this.cfg.d_out ?? this.cfg.d_in;
+    return name === 'W_dec' ? transposeMatrix(data, this.cfg.d_sae, width) : Float32Array.from(data);
   }
 
   private fromGraphLayout(name: string, data: Float32Array): HostTensor {
-    if (name === 'W_enc')
-      return {
-        shape: [this.cfg.d_in, this.cfg.d_sae],
-        data: transposeMatrix(data, this.cfg.d_sae, this.cfg.d_in),
-      };
+    const width = this.cfg.d_out ?? this.cfg.d_in;
+    if (name === 'W_dec')
+      return { shape: [this.cfg.d_sae, width], data: transposeMatrix(data, width, this.cfg.d_sae) };
     return { shape: [...this.shapes.get(name as ParamName)!], data: Float32Array.from(data) };
   }
 
