@@ -1,15 +1,16 @@
 // GPT-2 small forward throughput (random weights): our engine on each available TensorFlow.js backend and
 // on onnxruntime-node (`onnx`, src/engine/onnx), and PyTorch doing the same work in the same run: every
-// interpreter in --python (auto: Debian's /usr/bin/python3 with python3-torch on OpenBLAS, and `python3`
-// on PATH) that imports torch runs bench/torch/gpt2_forward.py with OPENBLAS_CORETYPE=SkylakeX, and the
-// fastest is the baseline.
+// interpreter in --python that imports torch runs bench/torch/gpt2_forward.py (Hugging Face's GPT2Model
+// where transformers is installed) at each thread count, and the fastest is the baseline
+// (bench/torch-baseline.ts).
 //
 //   npx tsx bench/gpt2-forward.ts [--batch 8] [--context 128] [--stop_layer 8] [--iters 3] [--backends wasm,cpu,onnx]
+//                                 [--python auto|PATH,...] [--install-torch]
 //
 // The forward stops at blocks.<stop_layer>.hook_resid_pre, as an activation store does for one hook.
-import { spawnSync } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
+import { pythonsWithTorch, runTorch } from './torch-baseline.js';
 import { Gpt2Onnx } from '../src/engine/onnx/gpt2-onnx.js';
 import { Gpt2Model, type Gpt2Config, type Gpt2Weights } from '../src/model/index.js';
 import { selectBackend } from '../src/pipeline/backend.js';
@@ -23,6 +24,7 @@ const { values } = parseArgs({
     iters: { type: 'string', default: '3' },
     backends: { type: 'string', default: 'wasm' },
     python: { type: 'string', default: 'auto' },
+    'install-torch': { type: 'boolean', default: false },
   },
 });
 const batch = Number(values.batch);
@@ -127,40 +129,19 @@ for (const name of values.backends.split(',')) {
 }
 
 let torchRate: number | null = null;
-const pythons = values.python === 'auto' ? ['/usr/bin/python3', 'python3'] : values.python.split(',');
-const seen = new Set<string>();
-for (const py of pythons) {
-  const torch = spawnSync(
-    py,
-    [
-      'bench/torch/gpt2_forward.py',
-      ...['--batch', String(batch), '--context', String(context), '--stop_layer', String(stopLayer)],
-      ...['--iters', String(iters)],
-    ],
-    { encoding: 'utf8', env: { ...process.env, OPENBLAS_CORETYPE: 'SkylakeX' } },
-  );
-  if (torch.status !== 0) {
-    console.error(
-      `PyTorch baseline with ${py} skipped: ${(torch.stderr ?? torch.error?.message ?? '').slice(-300)}`,
-    );
-    continue;
+for (const py of pythonsWithTorch(values.python, values['install-torch'])) {
+  const args = [
+    ...['--batch', String(batch), '--context', String(context), '--stop_layer', String(stopLayer)],
+    ...['--iters', String(iters)],
+  ];
+  for (const line of runTorch(py, 'bench/torch/gpt2_forward.py', args, 'GPT-2 forward')) {
+    torchRate = Math.max(torchRate ?? 0, line.tokens_per_s);
+    results.push({
+      engine: `pytorch ${line.torch} (${py})`,
+      tokens_per_s: line.tokens_per_s,
+      detail: `${String(line.implementation)}, ${line.threads} intra-op thread(s), ${line.blas}`,
+    });
   }
-  const line = JSON.parse(torch.stdout.trim().split('\n').at(-1) as string) as {
-    tokens_per_s: number;
-    torch: string;
-    threads: number;
-    blas: string;
-    implementation: string;
-  };
-  const key = `${line.torch} ${line.blas}`;
-  if (seen.has(key)) continue;
-  seen.add(key);
-  torchRate = Math.max(torchRate ?? 0, line.tokens_per_s);
-  results.push({
-    engine: `pytorch ${line.torch} (${py})`,
-    tokens_per_s: line.tokens_per_s,
-    detail: `${line.implementation}, ${line.threads} intra-op threads, ${line.blas}`,
-  });
 }
 
 console.log(`GPT-2 small forward to ${hook}, batch ${batch} x context ${context}, ${iters} iterations`);

@@ -7,14 +7,12 @@
 //                             [--steps N] [--rounds 2] [--python auto|PATH] [--install-torch]
 //
 // Sizes: small = d_in 768, d_sae 6144, batch 1024; big = d_in 768, d_sae 24576, batch 4096 (or give
-// --d_in/--d_sae/--batch for one custom size). PyTorch: every interpreter in --python (auto: Debian's
-// /usr/bin/python3, whose python3-torch uses OpenBLAS, and the `python3` on PATH, e.g. pip's MKL build)
-// that imports torch is run with OPENBLAS_CORETYPE=SkylakeX, the fastest OpenBLAS kernel here, and the
-// fastest is the baseline. --install-torch first installs Debian's python3-torch + libopenblas0-pthread
-// when no interpreter has torch (needs root and apt).
+// --d_in/--d_sae/--batch for one custom size). PyTorch: every interpreter in --python that imports torch,
+// at each thread count, and the fastest is the baseline (bench/torch-baseline.ts); --install-torch first
+// installs Debian's python3-torch + libopenblas0-pthread when no interpreter has torch.
 import { spawnSync } from 'node:child_process';
-import { existsSync, realpathSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { pythonsWithTorch, runTorch } from './torch-baseline.js';
 
 const { values } = parseArgs({
   options: {
@@ -98,32 +96,7 @@ if (values.child !== undefined) {
   process.exit(0);
 }
 
-function pythonsWithTorch(): string[] {
-  const candidates = values.python === 'auto' ? ['/usr/bin/python3', 'python3'] : values.python.split(',');
-  const seen = new Set<string>();
-  const found: string[] = [];
-  for (const py of candidates) {
-    const r = spawnSync(py, ['-c', 'import sys, torch; print(sys.executable)'], { encoding: 'utf8' });
-    if (r.status !== 0) continue;
-    const exe = r.stdout.trim();
-    const key = existsSync(exe) ? realpathSync(exe) : exe;
-    if (seen.has(key)) continue;
-    seen.add(key);
-    found.push(py);
-  }
-  return found;
-}
-
-let pythons = pythonsWithTorch();
-if (pythons.length === 0 && values['install-torch']) {
-  console.error('no python has torch: installing Debian python3-torch and libopenblas0-pthread');
-  const r = spawnSync('apt-get', ['install', '-y', 'python3-torch', 'libopenblas0-pthread'], {
-    stdio: 'inherit',
-    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
-  });
-  if (r.status !== 0) console.error('apt-get failed; PyTorch baselines skipped');
-  pythons = pythonsWithTorch();
-}
+const pythons = pythonsWithTorch(values.python, values['install-torch']);
 
 const sizes: Size[] =
   values.d_sae !== undefined
@@ -188,33 +161,19 @@ interface TorchRun {
 function pytorch(arch: string, size: Size): TorchRun | null {
   let best: TorchRun | null = null;
   for (const py of pythons) {
-    const r = spawnSync(
-      py,
-      ['bench/torch/sae_step.py', ...sizeArgs(size), '--k', values.k, '--archs', arch],
-      { encoding: 'utf8', env: { ...process.env, OPENBLAS_CORETYPE: 'SkylakeX' } },
-    );
-    if (r.status !== 0) {
-      console.error(`PyTorch (${py}) ${arch} ${size.name} failed: ${(r.stderr ?? '').slice(-300)}`);
-      continue;
+    const args = [...sizeArgs(size), '--k', values.k, '--archs', arch];
+    for (const j of runTorch(py, 'bench/torch/sae_step.py', args, `${arch} ${size.name}`)) {
+      const run = {
+        tokensPerS: j.tokens_per_s,
+        label: `${py}: torch ${j.torch}, ${j.blas}, ${j.threads} intra-op thread(s)`,
+      };
+      console.error(`  PyTorch ${arch} ${size.name}: ${j.tokens_per_s.toFixed(0)} tok/s (${run.label})`);
+      if (best === null || run.tokensPerS > best.tokensPerS) best = run;
     }
-    const j = JSON.parse(r.stdout.trim().split('\n').pop()!) as {
-      tokens_per_s: number;
-      torch: string;
-      threads: number;
-      blas: string;
-    };
-    const run = {
-      tokensPerS: j.tokens_per_s,
-      label: `${py}: torch ${j.torch}, ${j.blas}, ${j.threads} intra-op threads`,
-    };
-    console.error(`  PyTorch ${arch} ${size.name}: ${j.tokens_per_s.toFixed(0)} tok/s (${run.label})`);
-    if (best === null || run.tokensPerS > best.tokensPerS) best = run;
   }
   return best;
 }
 
-if (pythons.length === 0)
-  console.error('PyTorch not found (pass --install-torch, or pip install torch): ratios skipped');
 for (const size of sizes) {
   const rows: string[] = [];
   const baselines = new Set<string>();

@@ -15,7 +15,7 @@ import math
 
 import torch
 
-from machine import blas_library, use_all_cores
+from machine import blas_library, set_threads
 import torch.nn.functional as F
 
 try:
@@ -68,12 +68,9 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--context", type=int, default=128)
     p.add_argument("--iters", type=int, default=5)
-    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="intra-op threads (0: every core)")
     a = p.parse_args()
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    else:
-        use_all_cores()
+    set_threads(a.threads)
     torch.manual_seed(0)
     if GPT2Model is not None:
         cfg = GPT2Config(n_layer=a.layers, n_embd=a.d_model, n_head=a.heads, vocab_size=a.vocab, n_positions=1024)

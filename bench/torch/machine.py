@@ -1,7 +1,8 @@
-"""What a PyTorch baseline runs on: all cores, and the BLAS it really uses.
+"""What a PyTorch baseline runs on: its intra-op threads, and the BLAS it really uses.
 
-Debian's python3-torch starts with one intra-op thread (its OpenMP default here), which leaves half of
-this machine's cores idle for every non-GEMM op; a fair baseline uses them all. That build reports
+Debian's python3-torch starts with one intra-op thread (its OpenMP default here) while its OpenBLAS runs
+its own threads; which is faster depends on the work (the SAE step gains from two OpenMP threads, the
+GPT-2 forward loses), so the benches run each thread count and keep the fastest. That build reports
 BLAS_INFO=generic because it calls whatever libblas.so.3 the system provides (Debian's alternatives
 point it at OpenBLAS), so for it the library is read from the process's memory map after a first product.
 """
@@ -11,8 +12,9 @@ import os
 import torch
 
 
-def use_all_cores() -> None:
-    torch.set_num_threads(os.cpu_count() or 1)
+def set_threads(threads: int) -> None:
+    """Intra-op threads: `threads`, or every core for 0."""
+    torch.set_num_threads(threads or os.cpu_count() or 1)
 
 
 def blas_library() -> str:

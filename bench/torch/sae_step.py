@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from machine import blas_library, use_all_cores
+from machine import blas_library, set_threads
 
 
 class Rect(torch.autograd.Function):
@@ -119,8 +119,9 @@ def main():
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--k", type=int, default=32)
     ap.add_argument("--archs", default="standard,topk,batchtopk,jumprelu,gated")
+    ap.add_argument("--threads", type=int, default=0, help="intra-op threads (0: every core)")
     a = ap.parse_args()
-    use_all_cores()
+    set_threads(a.threads)
     blas = blas_library()
     x = torch.randn(a.batch, a.d_in)
     for arch in a.archs.split(","):
