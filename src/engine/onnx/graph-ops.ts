@@ -36,8 +36,8 @@ export class GraphOps {
   sqrt = (a: string): string => this.op('Sqrt', [a]);
   exp = (a: string): string => this.op('Exp', [a]);
   relu = (a: string): string => this.op('Relu', [a]);
-  /** 1 where a > 0, 0 where a = 0: the derivative mask of a value known to be >= 0. */
-  sign = (a: string): string => this.op('Sign', [a]);
+  /** 1 where a > 0, else 0 (a float mask; the derivative of relu at a). */
+  positive = (a: string): string => this.toFloat(this.greater(a, this.c(0)));
   greater = (a: string, b: string): string => this.op('Greater', [a, b]);
   greaterOrEqual = (a: string, b: string): string => this.op('GreaterOrEqual', [a, b]);
   less = (a: string, b: string): string => this.op('Less', [a, b]);
