@@ -41,7 +41,7 @@ interface Size {
 
 const SIZES: Record<string, Size> = {
   small: { name: 'small', dIn: 768, dSae: 6144, batch: 1024, steps: 16 },
-  big: { name: 'big', dIn: 768, dSae: 24576, batch: 4096, steps: 8 },
+  big: { name: 'big', dIn: 768, dSae: 24576, batch: 4096, steps: 4 },
 };
 
 if (values.child !== undefined) {
