@@ -8,7 +8,8 @@
  *      before touching the parameters if anything is not finite;
  *   4. clip the global gradient norm, Adam update at this step's lr, re-project W_dec rows to unit norm;
  *   5. update firing statistics, batchtopk's threshold, step and token counters.
- * Steps 2 and 4 run in a step engine (engines/): TensorFlow.js or onnxruntime.
+ * Steps 2 and 4 run in a step engine (engines/): TensorFlow.js or onnxruntime. `trainSteps` takes
+ * consecutive batches, which an engine with chunks computes several at a time (3 and 5 then follow per step).
  */
 import { UserError } from '../pipeline/errors.js';
 import { outputWidth, totalTrainingSteps } from './config.js';
