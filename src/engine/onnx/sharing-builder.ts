@@ -7,7 +7,9 @@
 import { GraphBuilder } from './graph-builder.js';
 import type { AttributeValue } from './onnx-proto.js';
 
-function attributeKey(a: AttributeValue): string {
+/** A key for an attribute's value; null for a subgraph, whose nodes are never compared (never shared). */
+function attributeKey(a: AttributeValue): string | null {
+  if (a.kind === 'graph') return null;
   if (a.kind !== 'tensor') return `${a.kind}:${String(a.value)}`;
   const t = a.value;
   return `tensor:${t.elemType}:${t.dims.join('x')}:${Array.from(t.data, String).join(',')}`;
@@ -17,16 +19,34 @@ function nodeKey(
   opType: string,
   inputs: readonly string[],
   attributes?: Record<string, AttributeValue>,
-): string {
-  const attrs = Object.entries(attributes ?? {})
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-    .map(([k, v]) => `${k}=${attributeKey(v)}`);
+): string | null {
+  const attrs: string[] = [];
+  for (const [k, v] of Object.entries(attributes ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    const key = attributeKey(v);
+    if (key === null) return null;
+    attrs.push(`${k}=${key}`);
+  }
   // Tensor names never contain a newline, so the parts cannot run into each other.
   return [opType, inputs.join('\n'), attrs.join('\n')].join('\n\n');
 }
 
 export class SharingGraphBuilder extends GraphBuilder {
   private readonly built = new Map<string, string[]>();
+
+  /** The outputs of an identical earlier node, else those `build` adds (remembered for next time). */
+  private shared(
+    opType: string,
+    inputs: readonly string[],
+    attributes: Record<string, AttributeValue> | undefined,
+    build: () => string[],
+  ): string[] {
+    const key = nodeKey(opType, inputs, attributes);
+    const earlier = key === null ? undefined : this.built.get(key);
+    if (earlier) return earlier;
+    const outputs = build();
+    if (key !== null) this.built.set(key, outputs);
+    return outputs;
+  }
 
   /** As GraphBuilder.op, but returns the output of an identical earlier node (whatever it was named). */
   override op(
@@ -36,12 +56,9 @@ export class SharingGraphBuilder extends GraphBuilder {
     output?: string,
     attributes?: Record<string, AttributeValue>,
   ): string {
-    const key = nodeKey(opType, inputs, attributes);
-    const earlier = this.built.get(key);
-    if (earlier) return earlier[0]!;
-    const out = super.op(opType, inputs, prefix, output, attributes);
-    this.built.set(key, [out]);
-    return out;
+    return this.shared(opType, inputs, attributes, () => [
+      super.op(opType, inputs, prefix, output, attributes),
+    ])[0]!;
   }
 
   /** As GraphBuilder.multi, shared the same way. */
@@ -52,12 +69,9 @@ export class SharingGraphBuilder extends GraphBuilder {
     count: number,
     attributes?: Record<string, AttributeValue>,
   ): string[] {
-    const key = nodeKey(opType, inputs, attributes);
-    const earlier = this.built.get(key);
-    if (earlier) return earlier;
-    const outputs = super.multi(opType, inputs, prefix, count, attributes);
-    this.built.set(key, outputs);
-    return outputs;
+    return this.shared(opType, inputs, attributes, () =>
+      super.multi(opType, inputs, prefix, count, attributes),
+    );
   }
 
   /**
