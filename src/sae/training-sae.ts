@@ -208,11 +208,11 @@ export class TrainingSae {
     const transcoder = this.cfg.d_out !== null;
     for (const b of batches)
       if (transcoder && b.y === null) throw new Error(`transcoder '${this.name}' needs a target batch`);
+    const chunked = this.engine.maxChunkSteps > 1 && this.engine.computeChunk !== undefined;
     const out: SaeStepMetrics[] = [];
     let i = 0;
     while (i < batches.length) {
       let n = 1;
-      const chunked = this.engine.maxChunkSteps > 1 && this.engine.computeChunk !== undefined;
       if (chunked) {
         while (
           i + n < batches.length &&
@@ -229,10 +229,17 @@ export class TrainingSae {
     return out;
   }
 
-  /** What step `this.step + offset` feeds the engine (dead features: the mask as of now). */
-  private request(batch: StepBatch, offset: number): { req: StepRequest; coefficient: Coefficient } {
+  /**
+   * What step `this.step + offset` feeds the engine. A single step carries the dead-feature mask as of now;
+   * a chunk's steps carry none (the engine derives them from the steps since each feature fired).
+   */
+  private request(
+    batch: StepBatch,
+    offset: number,
+    withDeadMask: boolean,
+  ): { req: StepRequest; coefficient: Coefficient } {
     const cfg = this.cfg;
-    const usesDeadMask = cfg.architecture === 'topk' || cfg.architecture === 'batchtopk';
+    const usesDeadMask = withDeadMask && (cfg.architecture === 'topk' || cfg.architecture === 'batchtopk');
     const numDead = usesDeadMask ? this.stats.deadCount(cfg.dead_feature_window) : 0;
     const coefficient = sparsityCoefficient(cfg, this.step + offset);
     return {
@@ -252,7 +259,7 @@ export class TrainingSae {
   }
 
   private async single(batch: StepBatch): Promise<SaeStepMetrics> {
-    const { req, coefficient } = this.request(batch, 0);
+    const { req, coefficient } = this.request(batch, 0, true);
     const computed = await this.engine.compute(req);
     const read = readStep(computed);
     if (!read.finite) {
@@ -264,7 +271,7 @@ export class TrainingSae {
   }
 
   private async chunk(batches: readonly StepBatch[]): Promise<SaeStepMetrics[]> {
-    const planned = batches.map((b, i) => this.request(b, i));
+    const planned = batches.map((b, i) => this.request(b, i, false));
     const usesDeadMask = this.cfg.architecture === 'topk' || this.cfg.architecture === 'batchtopk';
     const computed = await this.engine.computeChunk!(
       planned.map((p) => p.req),

@@ -41,11 +41,8 @@ export class GraphOps {
   greater = (a: string, b: string): string => this.op('Greater', [a, b]);
   greaterOrEqual = (a: string, b: string): string => this.op('GreaterOrEqual', [a, b]);
   less = (a: string, b: string): string => this.op('Less', [a, b]);
-  /** cond ? a : b, elementwise with broadcasting. */
-  where = (cond: string, a: string, b: string): string => this.op('Where', [cond, a, b]);
   toFloat = (a: string): string => this.op('Cast', [a], { to: int(1) });
   toInt64 = (a: string): string => this.op('Cast', [a], { to: int(7) });
-  identity = (a: string, out: string): string => this.op('Identity', [a], undefined, out);
 
   /** A Bᵀ-style product with optional transposes and bias (MLAS reads transposed operands in place). */
   gemm(a: string, b: string, opts: { transA?: boolean; transB?: boolean; bias?: string } = {}): string {
