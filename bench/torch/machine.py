@@ -1,8 +1,8 @@
 """What a PyTorch baseline runs on: its intra-op threads, and the BLAS it really uses.
 
 Debian's python3-torch starts with one intra-op thread (its OpenMP default here) while its OpenBLAS runs
-its own threads; which is faster depends on the work (the SAE step gains from two OpenMP threads, the
-GPT-2 forward loses), so the benches run each thread count and keep the fastest. That build reports
+its own threads; which is faster depends on the work and the run (two OpenMP threads lose badly on the
+GPT-2 forward and go either way on the SAE step), so the benches run each thread count and keep the fastest. That build reports
 BLAS_INFO=generic because it calls whatever libblas.so.3 the system provides (Debian's alternatives
 point it at OpenBLAS), so for it the library is read from the process's memory map after a first product.
 """

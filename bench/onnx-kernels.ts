@@ -1,0 +1,174 @@
+// onnxruntime-node kernel timings behind the choices in src/engine/onnx/sae-step-graph.ts and
+// sae-step-loop.ts (docs/compute-engine.md quotes them): GEMM operand layouts at the small SAE step's
+// shapes, mask and reduction ops over a [batch, d_sae] or [d_in, d_sae] tensor, and what a session run costs
+// beyond its kernels when it returns a large output. Kernel times come from onnxruntime's profiler
+// (median of the runs after two warm-ups); one node per session.
+//
+//   npx tsx bench/onnx-kernels.ts [--batch 1024] [--d_in 768] [--d_sae 6144] [--runs 8]
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import * as ort from 'onnxruntime-node';
+import { GraphBuilder } from '../src/engine/onnx/graph-builder.js';
+import { GraphOps } from '../src/engine/onnx/graph-ops.js';
+import {
+  ONNX_IR_VERSION,
+  ONNX_OPSET,
+  TensorElemType,
+  encodeOnnxModel,
+} from '../src/engine/onnx/onnx-proto.js';
+
+const { values } = parseArgs({
+  options: {
+    batch: { type: 'string', default: '1024' },
+    d_in: { type: 'string', default: '768' },
+    d_sae: { type: 'string', default: '6144' },
+    runs: { type: 'string', default: '8' },
+  },
+});
+const [B, D, S, runs] = [values.batch, values.d_in, values.d_sae, values.runs].map(Number) as [
+  number,
+  number,
+  number,
+  number,
+];
+
+interface Timing {
+  kernelMs: number;
+  wallMs: number;
+}
+
+/** Median kernel time of the op nodes (not `skip`) and median wall time of `session.run`. */
+async function time(
+  build: (g: GraphOps) => string,
+  inputs: Record<string, number[]>,
+  skip = 'ReduceMax',
+  reduce = true,
+): Promise<Timing> {
+  const b = new GraphBuilder();
+  const out = build(new GraphOps(b, 'k'));
+  // A scalar output keeps the copy back to JavaScript out of the measurement, unless asked for.
+  const result = reduce
+    ? b.op('ReduceMax', [out], 'r', 'result', { keepdims: { kind: 'int', value: 0 } })
+    : out;
+  const model = {
+    graph: {
+      name: 'k',
+      nodes: b.nodes,
+      initializers: b.initializers,
+      inputs: Object.entries(inputs).map(([name, dims]) => ({ name, elemType: TensorElemType.FLOAT, dims })),
+      outputs: [{ name: result, elemType: TensorElemType.FLOAT, dims: reduce ? [] : ['n'] }],
+    },
+    opset: ONNX_OPSET,
+    irVersion: ONNX_IR_VERSION,
+    producer: 'bench',
+  };
+  const dir = mkdtempSync(path.join(tmpdir(), 'onnx-kernels-'));
+  const session = await ort.InferenceSession.create(encodeOnnxModel(model), {
+    intraOpNumThreads: availableParallelism(),
+    graphOptimizationLevel: 'all',
+    enableProfiling: true,
+    profileFilePrefix: path.join(dir, 'p'),
+    extra: { session: { set_denormal_as_zero: '1' } },
+  });
+  const feeds: Record<string, ort.Tensor> = {};
+  for (const [name, dims] of Object.entries(inputs)) {
+    const data = new Float32Array(dims.reduce((a, c) => a * c, 1));
+    // Relu-like values: ~30% positive, the rest exact zeros.
+    for (let i = 0; i < data.length; i++) data[i] = Math.max(0, Math.random() - 0.7);
+    feeds[name] = new ort.Tensor('float32', data, dims);
+  }
+  const walls: number[] = [];
+  for (let r = 0; r < runs + 2; r++) {
+    const t = performance.now();
+    await session.run(feeds);
+    if (r >= 2) walls.push(performance.now() - t);
+  }
+  await session.release();
+  const events = JSON.parse(readFileSync(path.join(dir, readdirSync(dir)[0]!), 'utf8')) as Array<{
+    cat: string;
+    name: string;
+    dur: number;
+    args?: { op_name?: string };
+  }>;
+  rmSync(dir, { recursive: true });
+  const kernels = events.filter((e) => e.cat === 'Node' && e.name.endsWith('_kernel_time'));
+  const perRun = kernels.filter((e) => e.args?.op_name !== skip).length / (runs + 2);
+  const sums: number[] = [];
+  let acc = 0;
+  let n = 0;
+  for (const e of kernels) {
+    if (e.args?.op_name === skip) continue;
+    acc += e.dur / 1000;
+    if (++n % perRun === 0) {
+      sums.push(acc);
+      acc = 0;
+    }
+  }
+  const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  return { kernelMs: median(sums.slice(2)), wallMs: median(walls) };
+}
+
+const rows: [string, string][] = [];
+const gemm = (
+  label: string,
+  a: number[],
+  b: number[],
+  transA: boolean,
+  transB: boolean,
+  m: number,
+  n: number,
+  k: number,
+) =>
+  time((g) => g.gemm('a', 'b', { transA, transB }), { a, b }).then((t) => {
+    rows.push([
+      label,
+      `${t.kernelMs.toFixed(1)} ms (${((2 * m * n * k) / t.kernelMs / 1e6).toFixed(0)} GFLOP/s)`,
+    ]);
+  });
+
+await gemm(`x·W, W [d_in, d_sae]`, [B, D], [D, S], false, false, B, S, D);
+await gemm(`x·Wᵀ, W [d_sae, d_in]`, [B, D], [S, D], false, true, B, S, D);
+await gemm(`f·Wᵀ, W [d_in, d_sae] (decode)`, [B, S], [D, S], false, true, B, D, S);
+await gemm(`Aᵀ·B, wide Aᵀ: fᵀ·G -> [d_sae, d_in]`, [B, S], [B, D], true, false, S, D, B);
+await gemm(`Aᵀ·B, narrow Aᵀ: Gᵀ·f -> [d_in, d_sae]`, [B, D], [B, S], true, false, D, S, B);
+
+const ew = async (label: string, build: (g: GraphOps) => string, dims: number[]): Promise<void> => {
+  const t = await time(build, { a: dims });
+  rows.push([label, `${t.kernelMs.toFixed(2)} ms`]);
+};
+const act = [B, S];
+await ew(`Sign, [${act}]`, (g) => g.b.op('Sign', ['a'], 'k'), act);
+await ew(`Cast(Greater(a, 0)), [${act}]`, (g) => g.positive('a'), act);
+await ew(
+  `Where(Greater(a, 0), a, 0), [${act}]`,
+  (g) => g.b.op('Where', [g.greater('a', g.c(0)), 'a', g.c(0)], 'k'),
+  act,
+);
+await ew(`Mul(a, a), [${act}]`, (g) => g.mul('a', 'a'), act);
+const w = [D, S];
+await ew(
+  `ReduceSumSquare over axis 0, [${w}]`,
+  (g) =>
+    g.b.op('ReduceSumSquare', ['a'], 'k', undefined, {
+      axes: { kind: 'ints', value: [0] },
+      keepdims: { kind: 'int', value: 0 },
+    }),
+  w,
+);
+await ew(`Mul then ReduceSum over axis 0, [${w}]`, (g) => g.colSumSquare('a'), w);
+
+// A run whose output is as large as the small step's parameters and moments (3 x 2 x d_in x d_sae floats).
+const state = 6 * D * S;
+const copy = await time((g) => g.add('a', g.c(1)), { a: [state] }, '', false);
+rows.push([
+  `run returning ${((state * 4) / 1e6).toFixed(0)} MB (a + 1)`,
+  `kernel ${copy.kernelMs.toFixed(1)} ms, session.run ${copy.wallMs.toFixed(1)} ms`,
+]);
+
+console.log(
+  `onnxruntime-node ${ort.env.versions.common}, ${availableParallelism()} threads; batch ${B}, d_in ${D}, d_sae ${S}`,
+);
+console.log('| measurement | median |\n|---|---|');
+for (const [label, value] of rows) console.log(`| ${label} | ${value} |`);
