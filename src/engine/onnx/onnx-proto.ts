@@ -39,8 +39,8 @@ export interface OnnxTensor {
 export interface OnnxValueInfo {
   name: string;
   elemType: TensorElemType;
-  /** A number is a fixed size, a string a symbolic one (`batch`, `seq`). */
-  dims: ReadonlyArray<number | string>;
+  /** A number is a fixed size, a string a symbolic one (`batch`, `seq`); null leaves the shape unknown. */
+  dims: ReadonlyArray<number | string> | null;
 }
 
 export interface OnnxGraph {
@@ -173,12 +173,15 @@ function nodeMessage(n: OnnxNode): Message {
 }
 
 function valueInfoMessage(v: OnnxValueInfo): Message {
-  const shape = new Message();
-  for (const d of v.dims) {
-    const dim = typeof d === 'number' ? new Message().int(1, d) : new Message().string(2, d);
-    shape.message(1, dim);
+  const tensorType = new Message().int(1, v.elemType);
+  if (v.dims !== null) {
+    const shape = new Message();
+    for (const d of v.dims) {
+      const dim = typeof d === 'number' ? new Message().int(1, d) : new Message().string(2, d);
+      shape.message(1, dim);
+    }
+    tensorType.message(2, shape);
   }
-  const tensorType = new Message().int(1, v.elemType).message(2, shape);
   return new Message().string(1, v.name).message(2, new Message().message(1, tensorType));
 }
 

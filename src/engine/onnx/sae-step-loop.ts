@@ -111,7 +111,7 @@ export function buildSaeStepLoop(cfg: SaeTrainingConfig, options: SaeStepGraphOp
   }));
   const readback = step.model.graph.outputs.find((o) => o.name === 'readback')!;
   const tracking = aux
-    ? deadTracking(cfg, readback.dims[0] as number)
+    ? deadTracking(cfg, readback.dims![0] as number)
     : { before: new GraphBuilder(), after: new GraphBuilder() };
   const body = {
     name: `${step.model.graph.name}_body`,
@@ -140,12 +140,12 @@ export function buildSaeStepLoop(cfg: SaeTrainingConfig, options: SaeStepGraphOp
   };
   const inputs: OnnxValueInfo[] = [
     { name: 'trip_count', elemType: TensorElemType.INT64, dims: [] },
-    ...perStepInputs.map((i) => ({ ...i, name: `steps.${i.name}`, dims: ['steps', ...i.dims] })),
+    ...perStepInputs.map((i) => ({ ...i, name: `steps.${i.name}`, dims: ['steps', ...i.dims!] })),
     ...stateInputs.map((i) => ({ ...i, name: `state.${i.name}` })),
   ];
   const outputs: OnnxValueInfo[] = [
     ...stateInputs.map((i) => ({ ...i, name: `chunk.${i.name}` })),
-    { name: 'chunk.readback', elemType: TensorElemType.FLOAT, dims: ['steps', ...readback.dims] },
+    { name: 'chunk.readback', elemType: TensorElemType.FLOAT, dims: ['steps', ...readback.dims!] },
   ];
   const loop: OnnxNode = {
     opType: 'Loop',
