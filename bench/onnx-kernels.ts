@@ -11,7 +11,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import { GraphBuilder } from '../src/engine/onnx/graph-builder.js';
-import { GraphOps } from '../src/engine/onnx/graph-ops.js';
+import { OnnxOps } from '../src/ops/onnx-ops.js';
 import {
   ONNX_IR_VERSION,
   ONNX_OPSET,
@@ -41,13 +41,13 @@ interface Timing {
 
 /** Median kernel time of the op nodes (not `skip`) and median wall time of `session.run`. */
 async function time(
-  build: (g: GraphOps) => string,
+  build: (g: OnnxOps) => string,
   inputs: Record<string, number[]>,
   skip = 'ReduceMax',
   reduce = true,
 ): Promise<Timing> {
   const b = new GraphBuilder();
-  const out = build(new GraphOps(b, 'k'));
+  const out = build(new OnnxOps(b, 'k'));
   // A scalar output keeps the copy back to JavaScript out of the measurement, unless asked for.
   const result = reduce
     ? b.op('ReduceMax', [out], 'r', 'result', { keepdims: { kind: 'int', value: 0 } })
@@ -121,7 +121,7 @@ const gemm = (
   n: number,
   k: number,
 ) =>
-  time((g) => g.gemm('a', 'b', { transA, transB }), { a, b }).then((t) => {
+  time((g) => g.matMul('a', 'b', { transA, transB }), { a, b }).then((t) => {
     rows.push([
       label,
       `${t.kernelMs.toFixed(1)} ms (${((2 * m * n * k) / t.kernelMs / 1e6).toFixed(0)} GFLOP/s)`,
@@ -134,16 +134,16 @@ await gemm(`f·Wᵀ, W [d_in, d_sae] (decode)`, [B, S], [D, S], false, true, B, 
 await gemm(`Aᵀ·B, wide Aᵀ: fᵀ·G -> [d_sae, d_in]`, [B, S], [B, D], true, false, S, D, B);
 await gemm(`Aᵀ·B, narrow Aᵀ: Gᵀ·f -> [d_in, d_sae]`, [B, D], [B, S], true, false, D, S, B);
 
-const ew = async (label: string, build: (g: GraphOps) => string, dims: number[]): Promise<void> => {
+const ew = async (label: string, build: (g: OnnxOps) => string, dims: number[]): Promise<void> => {
   const t = await time(build, { a: dims });
   rows.push([label, `${t.kernelMs.toFixed(2)} ms`]);
 };
 const act = [B, S];
 await ew(`Sign, [${act}]`, (g) => g.b.op('Sign', ['a'], 'k'), act);
-await ew(`Cast(Greater(a, 0)), [${act}]`, (g) => g.positive('a'), act);
+await ew(`Cast(Greater(a, 0)), [${act}]`, (g) => g.greater('a', g.scalar(0)), act);
 await ew(
   `Where(Greater(a, 0), a, 0), [${act}]`,
-  (g) => g.b.op('Where', [g.greater('a', g.c(0)), 'a', g.c(0)], 'k'),
+  (g) => g.b.op('Where', [g.b.op('Greater', ['a', g.scalar(0)], 'k'), 'a', g.scalar(0)], 'k'),
   act,
 );
 await ew(`Mul(a, a), [${act}]`, (g) => g.mul('a', 'a'), act);
@@ -157,11 +157,11 @@ await ew(
     }),
   w,
 );
-await ew(`Mul then ReduceSum over axis 0, [${w}]`, (g) => g.colSumSquare('a'), w);
+await ew(`Mul then ReduceSum over axis 0, [${w}]`, (g) => g.sum(g.mul('a', 'a'), 0), w);
 
 // A run whose output is as large as the small step's parameters and moments (3 x 2 x d_in x d_sae floats).
 const state = 6 * D * S;
-const copy = await time((g) => g.add('a', g.c(1)), { a: [state] }, '', false);
+const copy = await time((g) => g.add('a', g.scalar(1)), { a: [state] }, '', false);
 rows.push([
   `run returning ${((state * 4) / 1e6).toFixed(0)} MB (a + 1)`,
   `kernel ${copy.kernelMs.toFixed(1)} ms, session.run ${copy.wallMs.toFixed(1)} ms`,

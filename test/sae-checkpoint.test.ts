@@ -6,8 +6,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readSafetensorsHeader } from '../src/io/safetensors.js';
 import { selectBackend } from '../src/pipeline/backend.js';
 import { UserError } from '../src/pipeline/errors.js';
-import { ARCHITECTURE_MODULES } from '../src/sae/architectures/index.js';
-import type { Params } from '../src/sae/architectures/index.js';
+import { TfjsOps } from '../src/ops/tfjs-ops.js';
+import { architectureOf } from '../src/sae/architectures/registry.js';
+import type { ParamValues } from '../src/sae/architectures/types.js';
 import { STEP_ENGINES } from '../src/sae/engines/step-engine.js';
 import { Sae, SaeTrainer, readSaeFolder } from '../src/sae/index.js';
 import type { SaeStepMetrics, SaeTrainingConfigInput, TrainingBatch, TrainingSae } from '../src/sae/index.js';
@@ -218,7 +219,7 @@ describe.each(STEP_ENGINES)('%s step engine', (engine) => {
       const xs = tf.mul(tf.tensor2d(x, [rows, cfg.d_in]), sae.scaleIn) as tf.Tensor2D;
       const p = Object.fromEntries(
         Object.entries(sae.hostParams()).map(([n, t]) => [n, tf.tensor(t.data, t.shape)]),
-      ) as Params;
+      ) as ParamValues<tf.Tensor>;
       let recon: tf.Tensor;
       if (cfg.architecture === 'batchtopk') {
         // Inference form of batchtopk: JumpReLU on the decoder-norm-rescaled pre-activations.
@@ -228,9 +229,12 @@ describe.each(STEP_ENGINES)('%s step engine', (engine) => {
         const f = tf.mul(tf.relu(hr), tf.cast(tf.greater(hr, sae.topkThreshold), 'float32'));
         recon = tf.add(tf.matMul(tf.div(f, norms) as tf.Tensor2D, p.W_dec as tf.Tensor2D), p.b_dec!);
       } else {
+        // The training forward itself, W_dec in the step's [d_out, d_sae] layout.
         const target = cfg.d_out === null ? xs : tf.zeros([rows, cfg.d_out]);
-        const input = { x: xs, target: target as tf.Tensor2D, coefficient: 0, deadMask: null, numDead: 0 };
-        recon = ARCHITECTURE_MODULES[cfg.architecture].forward(p as Params, input, cfg).reconstruction;
+        const stepParams: ParamValues<tf.Tensor> = { ...p, W_dec: tf.transpose(p.W_dec!) };
+        const input = { x: xs, target, invRows: tf.scalar(1 / rows), coefficient: tf.scalar(0) };
+        const o = new TfjsOps();
+        recon = architectureOf(cfg.architecture).train(o, stepParams, input, cfg).reconstruction;
       }
       return Float32Array.from(tf.div(recon, sae.scaleOut).dataSync());
     });

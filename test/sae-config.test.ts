@@ -65,7 +65,27 @@ describe('SaeTrainingConfig', () => {
     [
       'option of another architecture',
       { ...req, k: 32 },
-      /sae\.k: does not apply to architecture 'standard' \(only to topk, batchtopk\)/,
+      /sae\.k: does not apply to architecture 'standard' \(only to topk, batchtopk, matryoshka_batchtopk\)/,
+    ],
+    [
+      'matryoshka widths out of order',
+      { ...req, architecture: 'matryoshka_batchtopk', k: 4, matryoshka_widths: [32, 16] },
+      /sae\.matryoshka_widths: must be strictly increasing/,
+    ],
+    [
+      'matryoshka width above d_sae',
+      { ...req, architecture: 'matryoshka_batchtopk', k: 4, matryoshka_widths: [128] },
+      /sae\.matryoshka_widths: widths must be integers in 1\.\.d_sae \(64\), got 128/,
+    ],
+    [
+      'matryoshka widths not integers',
+      { ...req, architecture: 'matryoshka_batchtopk', k: 4, matryoshka_widths: [1.5] },
+      /sae\.matryoshka_widths: must be a list of integers/,
+    ],
+    [
+      'unknown architecture',
+      { ...req, architecture: 'sparse' },
+      /sae\.architecture: must be one of 'standard'.*'matryoshka_batchtopk'/,
     ],
     ['non-integer topk k', { ...req, architecture: 'topk', k: 2.5 }, /sae\.k: must be an integer for topk/],
     ['k above d_sae', { ...req, architecture: 'topk', k: 65 }, /sae\.k: \(65\) must not exceed d_sae \(64\)/],

@@ -1,11 +1,12 @@
 import { readFileSync } from 'node:fs';
-import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../src/pipeline/backend.js';
-import type { Params } from '../src/sae/architectures/index.js';
+import { evaluateOnnx, evaluateTfjs } from '../src/ops/evaluate.js';
+import type { HostArray, OpsProgram } from '../src/ops/evaluate.js';
 import { resolveSaeTrainingConfig } from '../src/sae/config.js';
 import type { LrSchedulerName } from '../src/sae/config.js';
-import { Adam, clipScale } from '../src/sae/optim/adam.js';
+import { adamStepScalars, adamUpdate } from '../src/sae/optim/adam.js';
+import type { AdamState } from '../src/sae/optim/adam.js';
 import { coefficientAt, learningRateAt } from '../src/sae/optim/schedules.js';
 
 interface Reference {
@@ -69,32 +70,67 @@ describe('sparsity coefficient warm-up (SAELens CoefficientScheduler)', () => {
 });
 
 describe('Adam with gradient clipping matches torch.optim.Adam + clip_grad_norm_', () => {
-  it('three steps, two of them clipped', () => {
-    const { adam: a } = ref;
-    let params: Params = {};
-    for (const [name, shape] of Object.entries(a.shapes)) {
-      params[name as keyof Params] = tf.keep(tf.tensor(a.initial[name]!, shape));
-    }
-    const adam = new Adam(params, a.betas[0], a.betas[1]);
-    let clipped = 0;
-    for (const grads of a.grads) {
-      const g: Params = {};
-      let sq = 0;
-      for (const [name, shape] of Object.entries(a.shapes)) {
-        g[name as keyof Params] = tf.tensor(grads[name]!, shape);
-        sq += grads[name]!.reduce((s, v) => s + v * v, 0);
+  for (const backend of ['onnx', 'tfjs'] as const) {
+    it(`three steps, two of them clipped (${backend})`, async () => {
+      const { adam: a } = ref;
+      const settings = { beta1: a.betas[0], beta2: a.betas[1], maxGradNorm: a.max_grad_norm };
+      const names = Object.keys(a.shapes);
+      const state: Record<string, { param: number[]; m: number[]; v: number[] }> = {};
+      for (const name of names) {
+        const n = a.initial[name]!.length;
+        state[name] = {
+          param: a.initial[name]!,
+          m: new Array<number>(n).fill(0),
+          v: new Array<number>(n).fill(0),
+        };
       }
-      const scale = clipScale(Math.sqrt(sq), a.max_grad_norm);
-      if (scale < 1) clipped++;
-      params = adam.update(params, g, a.lr, scale);
-      for (const t of Object.values(g)) t.dispose();
-    }
-    expect(clipped).toBe(2);
-    for (const [name, expected] of Object.entries(a.final)) {
-      const got = params[name as keyof Params]!.dataSync();
-      expected.forEach((v, i) => expect(got[i]).toBeCloseTo(v, 5));
-    }
-    for (const t of Object.values(params)) t.dispose();
-    adam.dispose();
-  });
+      let clipped = 0;
+      for (const [t, grads] of a.grads.entries()) {
+        let sq = 0;
+        for (const name of names) sq += grads[name]!.reduce((s, v) => s + v * v, 0);
+        if (a.max_grad_norm / (Math.sqrt(sq) + 1e-6) < 1) clipped++;
+        const inputs: Record<string, HostArray> = {};
+        for (const name of names) {
+          const shape = a.shapes[name]!;
+          inputs[`p.${name}`] = { shape, data: Float32Array.from(state[name]!.param) };
+          inputs[`m.${name}`] = { shape, data: Float32Array.from(state[name]!.m) };
+          inputs[`v.${name}`] = { shape, data: Float32Array.from(state[name]!.v) };
+          inputs[`g.${name}`] = { shape, data: Float32Array.from(grads[name]!) };
+        }
+        const scalars = adamStepScalars(a.lr, t + 1, settings);
+        inputs.stepSize = { shape: [], data: Float32Array.of(scalars.stepSize) };
+        inputs.bc2Sqrt = { shape: [], data: Float32Array.of(scalars.bc2Sqrt) };
+        const program: OpsProgram = (o, i) => {
+          const st: Record<string, AdamState<(typeof i)[string]>> = {};
+          const g: Record<string, (typeof i)[string]> = {};
+          for (const name of names) {
+            st[name] = { param: i[`p.${name}`]!, m: i[`m.${name}`]!, v: i[`v.${name}`]! };
+            g[name] = i[`g.${name}`]!;
+          }
+          const gradSq = names.map((n) => o.sumSquares(g[n]!)).reduce((x, y) => o.add(x, y));
+          const next = adamUpdate(o, settings, st, g, gradSq, { stepSize: i.stepSize!, bc2Sqrt: i.bc2Sqrt! });
+          const out: Record<string, (typeof i)[string]> = {};
+          for (const name of names)
+            Object.assign(out, {
+              [`p.${name}`]: next[name]!.param,
+              [`m.${name}`]: next[name]!.m,
+              [`v.${name}`]: next[name]!.v,
+            });
+          return out;
+        };
+        const out = backend === 'onnx' ? await evaluateOnnx(program, inputs) : evaluateTfjs(program, inputs);
+        for (const name of names) {
+          state[name] = {
+            param: Array.from(out[`p.${name}`]!.data),
+            m: Array.from(out[`m.${name}`]!.data),
+            v: Array.from(out[`v.${name}`]!.data),
+          };
+        }
+      }
+      expect(clipped).toBe(2);
+      for (const [name, expected] of Object.entries(a.final)) {
+        expected.forEach((v, i) => expect(state[name]!.param[i]).toBeCloseTo(v, 5));
+      }
+    });
+  }
 });

@@ -40,6 +40,10 @@ const CASES: [string, Partial<SaeTrainingConfigInput>][] = [
     { architecture: 'jumprelu', l0_coefficient: 0.15, jumprelu_init_threshold: 0.1, jumprelu_bandwidth: 0.1 },
   ],
   ['gated', { architecture: 'gated', l1_coefficient: 1 }],
+  [
+    'matryoshka_batchtopk',
+    { architecture: 'matryoshka_batchtopk', k: 5, matryoshka_widths: [32, 128], dead_feature_window: 50 },
+  ],
 ];
 
 describe.each(STEP_ENGINES)('feature recovery on synthetic sparse data (%s step engine)', (engine) => {
@@ -68,7 +72,7 @@ describe.each(STEP_ENGINES)('feature recovery on synthetic sparse data (%s step 
       trainer.dispose();
 
       const folder = await readSaeFolder(path.join(out, label));
-      expect(folder.config.architecture).toBe(label === 'batchtopk' ? 'jumprelu' : label);
+      expect(folder.config.architecture).toBe(label.includes('batchtopk') ? 'jumprelu' : label);
       const sae = Sae.fromTensors(folder.config, folder.kind, folder.tensors);
       const cosine = meanBestCosine(data.features, FEATURES, folder.tensors.W_dec!.data, D_SAE, D);
 

@@ -136,7 +136,8 @@ function evaluate(cfg: SaeTrainingConfig, p: Params64, inp: RefInput): { loss: n
       return { loss, recon };
     }
     case 'topk':
-    case 'batchtopk': {
+    case 'batchtopk':
+    case 'matryoshka_batchtopk': {
       const h = pre.map((v, i) => v + p.b_enc!.data[i % d.S]!);
       const hr = cfg.rescale_acts_by_decoder_norm ? h.map((v, i) => v * norms[i % d.S]!) : h;
       const f = new Float64Array(d.B * d.S);
@@ -169,8 +170,18 @@ function evaluate(cfg: SaeTrainingConfig, p: Params64, inp: RefInput): { loss: n
         const residual = inp.fixedResidual ?? Array.from(recon, (v, i) => target[i]! - v);
         loss += cfg.aux_loss_coefficient * scale * sqErr(auxRecon, residual, d.B);
       }
+      if (cfg.architecture === 'matryoshka_batchtopk') {
+        // Every nested prefix but the full width reconstructs the target alone (no skip connection).
+        const widths = cfg.matryoshka_widths.filter((w) => w < d.S);
+        for (const w of widths) {
+          const inner = a.map((v, i) => (i % d.S < w ? v : 0));
+          loss += sqErr(decode(inner, p, inp, d, false), target, d.B);
+        }
+      }
       return { loss, recon };
     }
+    default:
+      throw new Error(`no reference for architecture ${cfg.architecture}`);
   }
 }
 
@@ -309,7 +320,8 @@ export function autodiffLoss(
       return tf.addN([mse(decodeT(f, true), target), l1, mse(decodeT(g, true), target)]) as tf.Scalar;
     }
     case 'topk':
-    case 'batchtopk': {
+    case 'batchtopk':
+    case 'matryoshka_batchtopk': {
       const h = tf.add(pre, p.b_enc!);
       const hr = cfg.rescale_acts_by_decoder_norm ? tf.mul(h, norms) : h;
       const hrc = detach(hr);
@@ -343,7 +355,15 @@ export function autodiffLoss(
         const residualT = tf.tensor(residual, recon.shape);
         loss = tf.add(loss, tf.mul(mse(decodeT(auxA, false), residualT), cfg.aux_loss_coefficient * scale));
       }
+      if (cfg.architecture === 'matryoshka_batchtopk') {
+        for (const w of cfg.matryoshka_widths.filter((v) => v < cfg.d_sae)) {
+          const prefix = tf.tensor1d(Array.from({ length: cfg.d_sae }, (_, j) => (j < w ? 1 : 0)));
+          loss = tf.add(loss, mse(decodeT(tf.mul(a, prefix), false), target));
+        }
+      }
       return loss;
     }
+    default:
+      throw new Error(`no autodiff reference for architecture ${cfg.architecture}`);
   }
 }

@@ -78,14 +78,18 @@ export class TfjsOps implements Ops<Tensor> {
   matMul(a: Tensor, b: Tensor, opts: MatMulOptions<Tensor> = {}): Tensor {
     let left = a as tf.Tensor2D;
     let right = b as tf.Tensor2D;
-    if (opts.transA && !opts.transB && opts.bias === undefined && left.shape[1] < right.shape[1]) {
+    const bias = opts.bias;
+    // The fused kernel takes a row bias only; a matrix bias (accumulated products) is a plain add.
+    if (bias !== undefined && bias.rank !== 1)
+      return tf.add(this.matMul(a, b, { ...opts, bias: undefined }), bias);
+    if (opts.transA && !opts.transB && bias === undefined && left.shape[1] < right.shape[1]) {
       // aᵀb = (bᵀa)ᵀ: the product's output has the fewer columns.
       return tf.transpose(tf.matMul(tf.transpose(right), left));
     }
     if (opts.transA) left = tf.transpose(left);
     if (opts.transB) right = tf.transpose(right);
-    if (opts.bias === undefined) return tf.matMul(left, right);
-    return tf.fused.matMul({ a: left, b: right, bias: opts.bias });
+    if (bias === undefined) return tf.matMul(left, right);
+    return tf.fused.matMul({ a: left, b: right, bias });
   }
 
   batchMatMul = (a: Tensor, b: Tensor): Tensor => tf.matMul(a as tf.Tensor3D, b as tf.Tensor3D);

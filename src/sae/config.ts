@@ -4,9 +4,11 @@
  * `*TrainingSAEConfig` for the rest). `resolveSaeTrainingConfig` fills defaults and names any bad field.
  */
 import { UserError } from '../pipeline/errors.js';
+import { ARCHITECTURES, architectureNames } from './architectures/registry.js';
+import type { ArchitectureOption } from './architectures/types.js';
 
-export const ARCHITECTURES = ['standard', 'topk', 'batchtopk', 'jumprelu', 'gated'] as const;
-export type SaeArchitecture = (typeof ARCHITECTURES)[number];
+/** An architecture's name, as registered in src/sae/architectures/registry.ts. */
+export type SaeArchitecture = string;
 
 export const LR_SCHEDULERS = ['constant', 'cosineannealing', 'cosineannealingwarmrestarts'] as const;
 export type LrSchedulerName = (typeof LR_SCHEDULERS)[number];
@@ -41,20 +43,18 @@ export interface SaeTrainingConfig {
   normalize_sae_decoder: boolean;
   b_dec_init_method: BDecInitMethod;
 
-  // standard, gated
+  // Architecture options (their files own their defaults and say which architectures read them).
   l1_coefficient: number;
   l1_warm_up_steps: number;
-  // jumprelu
   l0_coefficient: number;
   l0_warm_up_steps: number;
   jumprelu_bandwidth: number;
   jumprelu_init_threshold: number;
-  // topk, batchtopk
   k: number;
   aux_loss_coefficient: number;
   rescale_acts_by_decoder_norm: boolean;
-  // batchtopk
   topk_threshold_lr: number;
+  matryoshka_widths: number[];
 
   lr: number;
   lr_scheduler_name: LrSchedulerName;
@@ -93,25 +93,64 @@ type Kind =
   | { type: 'bool' }
   | { type: 'string' }
   | { type: 'enum'; values: readonly string[] }
-  | { type: 'object' };
+  | { type: 'object' }
+  | { type: 'intList' };
 
 interface FieldSpec {
   kind: Kind;
   nullable?: boolean;
   /** Architectures the field applies to; absent means all. */
-  only?: readonly SaeArchitecture[];
+  only?: readonly string[];
 }
 
 const int = (min?: number, max?: number): Kind => ({ type: 'int', min, max });
 const num = (min?: number, max?: number): Kind => ({ type: 'number', min, max });
 const positive: Kind = { type: 'number', exclusiveMin: 0 };
 const bool: Kind = { type: 'bool' };
-const L1_ARCHS = ['standard', 'gated'] as const;
-const TOPK_ARCHS = ['topk', 'batchtopk'] as const;
+type ArchitectureField =
+  | 'l1_coefficient'
+  | 'l1_warm_up_steps'
+  | 'l0_coefficient'
+  | 'l0_warm_up_steps'
+  | 'jumprelu_bandwidth'
+  | 'jumprelu_init_threshold'
+  | 'k'
+  | 'aux_loss_coefficient'
+  | 'rescale_acts_by_decoder_norm'
+  | 'topk_threshold_lr'
+  | 'matryoshka_widths';
 
-const FIELDS: Record<keyof SaeTrainingConfig, FieldSpec> = {
+/** Each architecture option's spec and default, from the architectures that declare it. */
+function architectureFields(): { fields: Record<string, FieldSpec>; defaults: Record<string, unknown> } {
+  const fields: Record<string, FieldSpec> = {};
+  const defaults: Record<string, unknown> = {};
+  for (const arch of ARCHITECTURES.values()) {
+    for (const [name, option] of Object.entries(arch.options)) {
+      const known = fields[name];
+      if (known === undefined) {
+        fields[name] = { kind: optionKind(option), only: [arch.name] };
+        defaults[name] = option.default;
+      } else {
+        (known.only as string[]).push(arch.name);
+        if (JSON.stringify(defaults[name]) !== JSON.stringify(option.default))
+          throw new Error(
+            `architecture ${arch.name}: option ${name} has another default than other architectures`,
+          );
+      }
+    }
+  }
+  return { fields, defaults };
+}
+
+function optionKind(option: ArchitectureOption): Kind {
+  return option.kind;
+}
+
+const ARCH = architectureFields();
+
+const COMMON_FIELDS: Record<Exclude<keyof SaeTrainingConfig, ArchitectureField>, FieldSpec> = {
   name: { kind: { type: 'string' } },
-  architecture: { kind: { type: 'enum', values: ARCHITECTURES } },
+  architecture: { kind: { type: 'enum', values: architectureNames() } },
   d_in: { kind: int(1) },
   d_sae: { kind: int(1) },
   d_out: { kind: int(1), nullable: true },
@@ -124,16 +163,6 @@ const FIELDS: Record<keyof SaeTrainingConfig, FieldSpec> = {
   decoder_init_norm: { kind: positive, nullable: true },
   normalize_sae_decoder: { kind: bool },
   b_dec_init_method: { kind: { type: 'enum', values: B_DEC_INIT_METHODS } },
-  l1_coefficient: { kind: num(0), only: L1_ARCHS },
-  l1_warm_up_steps: { kind: int(0), only: L1_ARCHS },
-  l0_coefficient: { kind: num(0), only: ['jumprelu'] },
-  l0_warm_up_steps: { kind: int(0), only: ['jumprelu'] },
-  jumprelu_bandwidth: { kind: positive, only: ['jumprelu'] },
-  jumprelu_init_threshold: { kind: positive, only: ['jumprelu'] },
-  k: { kind: positive, only: TOPK_ARCHS },
-  aux_loss_coefficient: { kind: num(0), only: TOPK_ARCHS },
-  rescale_acts_by_decoder_norm: { kind: bool, only: TOPK_ARCHS },
-  topk_threshold_lr: { kind: num(0, 1), only: ['batchtopk'] },
   lr: { kind: positive },
   lr_scheduler_name: { kind: { type: 'enum', values: LR_SCHEDULERS } },
   lr_warm_up_steps: { kind: int(0) },
@@ -153,8 +182,12 @@ const FIELDS: Record<keyof SaeTrainingConfig, FieldSpec> = {
   metadata: { kind: { type: 'object' } },
 };
 
+const FIELDS = { ...COMMON_FIELDS, ...ARCH.fields } as Record<keyof SaeTrainingConfig, FieldSpec>;
+
+type Defaults = Omit<SaeTrainingConfig, 'name' | 'd_in' | 'd_sae' | 'hook_name' | 'apply_b_dec_to_input'>;
+
 /** SAELens's defaults (6.x); `name`, `d_out`-dependent and architecture-dependent ones are filled in below. */
-const DEFAULTS: Omit<SaeTrainingConfig, 'name' | 'd_in' | 'd_sae' | 'hook_name' | 'apply_b_dec_to_input'> = {
+const COMMON_DEFAULTS: Omit<Defaults, ArchitectureField> = {
   architecture: 'standard',
   d_out: null,
   skip_connection: false,
@@ -164,16 +197,6 @@ const DEFAULTS: Omit<SaeTrainingConfig, 'name' | 'd_in' | 'd_sae' | 'hook_name' 
   decoder_init_norm: 0.1,
   normalize_sae_decoder: false,
   b_dec_init_method: 'zeros',
-  l1_coefficient: 1.0,
-  l1_warm_up_steps: 0,
-  l0_coefficient: 1.0,
-  l0_warm_up_steps: 0,
-  jumprelu_bandwidth: 0.05,
-  jumprelu_init_threshold: 0.01,
-  k: 100,
-  aux_loss_coefficient: 1.0,
-  rescale_acts_by_decoder_norm: true,
-  topk_threshold_lr: 0.01,
   lr: 3e-4,
   lr_scheduler_name: 'constant',
   lr_warm_up_steps: 0,
@@ -193,6 +216,8 @@ const DEFAULTS: Omit<SaeTrainingConfig, 'name' | 'd_in' | 'd_sae' | 'hook_name' 
   metadata: {},
 };
 
+const DEFAULTS = { ...COMMON_DEFAULTS, ...ARCH.defaults } as Defaults;
+
 function describe(kind: Kind): string {
   switch (kind.type) {
     case 'int':
@@ -209,6 +234,8 @@ function describe(kind: Kind): string {
       return `one of ${kind.values.map((v) => `'${v}'`).join(', ')}`;
     case 'object':
       return 'a JSON object';
+    case 'intList':
+      return 'a list of integers';
   }
 }
 
@@ -236,6 +263,8 @@ function fits(kind: Kind, v: unknown): boolean {
       return typeof v === 'string' && kind.values.includes(v);
     case 'object':
       return typeof v === 'object' && v !== null && !Array.isArray(v);
+    case 'intList':
+      return Array.isArray(v) && v.every((x) => Number.isSafeInteger(x));
   }
 }
 
@@ -303,9 +332,9 @@ export function resolveSaeTrainingConfig(input: unknown, where = 'sae'): SaeTrai
       }
       throw bad(key, `is required and must be ${describe(spec.kind)}`);
     }
-    if (spec.only && !spec.only.includes(architecture as SaeArchitecture)) {
+    if (spec.only && !spec.only.includes(architecture as string)) {
       // A resolved config carries every field; only a non-default value for another architecture is a mistake.
-      if (value === DEFAULTS[key as keyof typeof DEFAULTS]) continue;
+      if (JSON.stringify(value) === JSON.stringify(DEFAULTS[key as keyof typeof DEFAULTS])) continue;
       throw bad(
         key,
         `does not apply to architecture '${architecture as string}' (only to ${spec.only.join(', ')})`,
@@ -330,6 +359,7 @@ export function resolveSaeTrainingConfig(input: unknown, where = 'sae'): SaeTrai
     name: partial.name ?? `${partial.architecture}-${partial.hook_name}-${partial.d_sae}`,
     apply_b_dec_to_input: partial.apply_b_dec_to_input ?? !transcoder,
     metadata: { ...partial.metadata },
+    matryoshka_widths: [...partial.matryoshka_widths],
   };
   checkConsistency(cfg, bad);
   return cfg;
@@ -360,18 +390,12 @@ function checkConsistency(cfg: SaeTrainingConfig, bad: (field: string, message: 
       'cannot be combined with normalize_activations for a transcoder: input and output are scaled by different factors',
     );
   }
-  if (cfg.architecture === 'topk' && !Number.isInteger(cfg.k)) {
-    throw bad('k', `must be an integer for topk, got ${cfg.k}`);
-  }
-  if ((cfg.architecture === 'topk' || cfg.architecture === 'batchtopk') && cfg.k > cfg.d_sae) {
+  const arch = ARCHITECTURES.get(cfg.architecture)!;
+  if ('k' in arch.options && cfg.k > cfg.d_sae) {
     throw bad('k', `(${cfg.k}) must not exceed d_sae (${cfg.d_sae})`);
   }
-  if (cfg.architecture === 'batchtopk' && Math.floor(cfg.k * cfg.train_batch_size_tokens) < 1) {
-    throw bad(
-      'k',
-      `k * train_batch_size_tokens must be at least 1, got ${cfg.k * cfg.train_batch_size_tokens}`,
-    );
-  }
+  const problem = arch.validate?.(cfg);
+  if (problem) throw bad(problem.field, problem.message);
   if (cfg.training_tokens < cfg.train_batch_size_tokens) {
     throw bad(
       'training_tokens',

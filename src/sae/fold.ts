@@ -12,16 +12,15 @@
  *    threshold), which leaves the function unchanged (SAELens `fold_W_dec_norm`).
  * 4. W_skip is written as SAELens lays it out, [d_out, d_in].
  */
+import { architectureOf } from './architectures/registry.js';
+import type { ParamName } from './architectures/types.js';
 import { isTranscoder } from './config.js';
 import type { SaeTrainingConfig } from './config.js';
-import { encoderKindOf, savedArchitectureName } from './saved-architecture.js';
+import type { HostTensor } from './host-tensor.js';
+import { savedArchitectureName } from './saved-architecture.js';
 import { transposed } from '../sae-formats/types.js';
 
-export interface HostTensor {
-  shape: number[];
-  data: Float32Array;
-}
-
+export type { HostTensor } from './host-tensor.js';
 export interface InferenceWeights {
   /** The cfg.json architecture name. */
   architecture: string;
@@ -92,44 +91,19 @@ export function inferenceWeights({
     b_dec: scaled(get('b_dec'), 1 / scaleOut),
   };
   if (params.W_skip) t.W_skip = scaled(params.W_skip, scaleIn / scaleOut);
-  const S = cfg.d_sae;
-
-  switch (cfg.architecture) {
-    case 'standard':
-    case 'topk':
-      t.b_enc = scaled(get('b_enc'), 1);
-      break;
-    case 'jumprelu': {
-      t.b_enc = scaled(get('b_enc'), 1);
-      const logT = get('log_threshold');
-      const threshold = new Float32Array(S);
-      for (let j = 0; j < S; j++) threshold[j] = Math.exp(logT.data[j]!);
-      t.threshold = { shape: [S], data: threshold };
-      break;
-    }
-    case 'batchtopk':
-      t.b_enc = scaled(get('b_enc'), 1);
-      // Without rescaling the threshold is in pre-activation units and folds like JumpReLU's.
-      if (!cfg.rescale_acts_by_decoder_norm)
-        t.threshold = { shape: [S], data: new Float32Array(S).fill(topkThreshold) };
-      break;
-    case 'gated':
-      for (const name of ['b_gate', 'r_mag', 'b_mag']) t[name] = scaled(get(name), 1);
-      break;
-  }
-
-  const rescaled =
-    (cfg.architecture === 'topk' || cfg.architecture === 'batchtopk') && cfg.rescale_acts_by_decoder_norm;
-  if (rescaled || cfg.normalize_sae_decoder) {
+  const arch = architectureOf(cfg.architecture);
+  const ctx = { cfg, topkThreshold, scaleOut };
+  Object.assign(
+    t,
+    arch.savedTensors((name: ParamName) => get(name), ctx),
+  );
+  if (arch.rescalesByDecoderNorm?.(cfg) === true || cfg.normalize_sae_decoder) {
     foldDecoderNorms(t, ['b_enc', 'threshold', 'b_gate', 'b_mag']);
   }
-  if (cfg.architecture === 'batchtopk' && cfg.rescale_acts_by_decoder_norm) {
-    // Rescaled pre-activations are already in unit-decoder units; only the output scaling applies.
-    t.threshold = { shape: [S], data: new Float32Array(S).fill(topkThreshold / scaleOut) };
-  }
+  arch.afterFold?.(t, ctx);
   if (t.W_skip) t.W_skip = transposed(t.W_skip);
   const architecture = savedArchitectureName({
-    encoder: encoderKindOf(cfg.architecture),
+    encoder: arch.savedEncoder,
     transcoder: isTranscoder(cfg),
     skip: cfg.skip_connection,
   });

@@ -1,5 +1,5 @@
+export { architectureNames, architectureOf } from './architectures/registry.js';
 export {
-  ARCHITECTURES,
   B_DEC_INIT_METHODS,
   LR_SCHEDULERS,
   TRAINING_NORMALIZATIONS,

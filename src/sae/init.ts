@@ -7,13 +7,12 @@
  * columns the same way from their own stream of numbers (W_decᵀ has the wrong shape); with
  * `normalize_sae_decoder` the rows start at norm 1 and W_enc = decoder_init_norm · W_decᵀ.
  */
-import * as tf from '@tensorflow/tfjs-core';
 import { transposeMatrix } from '../util/transpose.js';
 import { Mulberry32 } from '../util/random.js';
 import { outputWidth } from './config.js';
 import type { SaeTrainingConfig } from './config.js';
-import { ARCHITECTURE_MODULES } from './architectures/index.js';
-import type { ParamName, Params } from './architectures/types.js';
+import { architectureOf } from './architectures/registry.js';
+import type { ParamName } from './architectures/types.js';
 
 /** Rows of a [rows, width] matrix, Kaiming-uniform, each rescaled to `norm` when given. */
 function randomRows(rng: Mulberry32, rows: number, width: number, norm: number | null): Float32Array {
@@ -58,16 +57,8 @@ export function initialParamValues(cfg: SaeTrainingConfig): InitialParams {
   };
   if (cfg.skip_connection)
     values.W_skip = { shape: [cfg.d_in, dOut], data: new Float32Array(cfg.d_in * dOut) };
-  for (const [name, value] of Object.entries(ARCHITECTURE_MODULES[cfg.architecture].featureParams(cfg))) {
+  for (const [name, value] of Object.entries(architectureOf(cfg.architecture).featureParams(cfg))) {
     values[name as ParamName] = { shape: [S], data: new Float32Array(S).fill(value) };
   }
   return { values, rngState: rng.state };
-}
-
-export function paramsToTensors(values: InitialParams['values']): Params {
-  const params: Params = {};
-  for (const [name, v] of Object.entries(values) as [ParamName, { shape: number[]; data: Float32Array }][]) {
-    params[name] = tf.keep(tf.tensor(v.data, v.shape, 'float32'));
-  }
-  return params;
 }

@@ -10,6 +10,7 @@ import type { Tensor } from '../io/safetensors.js';
 import { UserError } from '../pipeline/errors.js';
 import { writeDirAtomic } from './atomic-dir.js';
 import type { SaeTrainingConfig } from './config.js';
+import { encoderFor } from './architectures/registry.js';
 import type { HostTensor, InferenceWeights } from './fold.js';
 import { knownSavedArchitectures, parseSavedArchitecture } from './saved-architecture.js';
 import type { SavedArchitecture } from './saved-architecture.js';
@@ -117,9 +118,7 @@ export function expectedShapes(config: SaeFolderConfig, kind: SavedArchitecture)
   const { d_in: dIn, d_sae: S } = config;
   const dOut = config.d_out ?? dIn;
   const shapes: Record<string, number[]> = { W_enc: [dIn, S], W_dec: [S, dOut], b_dec: [dOut] };
-  if (kind.encoder === 'gated') Object.assign(shapes, { b_gate: [S], r_mag: [S], b_mag: [S] });
-  else shapes.b_enc = [S];
-  if (kind.encoder === 'jumprelu') shapes.threshold = [S];
+  for (const name of encoderFor(kind.encoder).tensors) shapes[name] = [S];
   if (kind.skip) shapes.W_skip = [dOut, dIn];
   return shapes;
 }

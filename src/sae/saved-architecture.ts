@@ -4,18 +4,12 @@
  * as `jumprelu`. Transcoders of the other encoders get saeflow's names (`topk_transcoder`,
  * `gated_skip_transcoder`, ...), which SAELens does not load.
  */
-import type { SaeArchitecture } from './config.js';
-
 export type EncoderKind = 'standard' | 'topk' | 'jumprelu' | 'gated';
 
 export interface SavedArchitecture {
   encoder: EncoderKind;
   transcoder: boolean;
   skip: boolean;
-}
-
-export function encoderKindOf(architecture: SaeArchitecture): EncoderKind {
-  return architecture === 'batchtopk' ? 'jumprelu' : architecture;
 }
 
 export function savedArchitectureName(a: SavedArchitecture): string {

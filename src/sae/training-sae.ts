@@ -14,7 +14,8 @@
 import { UserError } from '../pipeline/errors.js';
 import { outputWidth, totalTrainingSteps } from './config.js';
 import type { SaeTrainingConfig } from './config.js';
-import type { ParamName } from './architectures/types.js';
+import { architectureOf } from './architectures/registry.js';
+import type { Architecture, ParamName } from './architectures/types.js';
 import { columnMean, geometricMedian } from './b-dec-init.js';
 import { createStepEngine } from './engines/create-step-engine.js';
 import type { ComputedStep, StepEngine, StepEngineName, StepRequest } from './engines/step-engine.js';
@@ -111,6 +112,7 @@ export class TrainingSae {
   readonly normIn: NormEstimate | null;
   readonly normOut: NormEstimate | null;
   private disposed = false;
+  private readonly arch: Architecture;
 
   private constructor(
     readonly cfg: SaeTrainingConfig,
@@ -119,6 +121,7 @@ export class TrainingSae {
     readonly rngState: number,
   ) {
     this.engine = engine;
+    this.arch = architectureOf(cfg.architecture);
     this.stats = new FiringStats(cfg.d_sae);
     this.bDecInitialized = cfg.b_dec_init_method === 'zeros';
     const normalised = cfg.normalize_activations === 'expected_average_only_in';
@@ -239,7 +242,7 @@ export class TrainingSae {
     withDeadMask: boolean,
   ): { req: StepRequest; coefficient: Coefficient } {
     const cfg = this.cfg;
-    const usesDeadMask = withDeadMask && (cfg.architecture === 'topk' || cfg.architecture === 'batchtopk');
+    const usesDeadMask = withDeadMask && this.arch.auxK === true;
     const numDead = usesDeadMask ? this.stats.deadCount(cfg.dead_feature_window) : 0;
     const coefficient = sparsityCoefficient(cfg, this.step + offset);
     return {
@@ -272,7 +275,7 @@ export class TrainingSae {
 
   private async chunk(batches: readonly StepBatch[]): Promise<SaeStepMetrics[]> {
     const planned = batches.map((b, i) => this.request(b, i, false));
-    const usesDeadMask = this.cfg.architecture === 'topk' || this.cfg.architecture === 'batchtopk';
+    const usesDeadMask = this.arch.auxK === true;
     const computed = await this.engine.computeChunk!(
       planned.map((p) => p.req),
       usesDeadMask ? this.stats.sinceFired : null,
@@ -293,7 +296,7 @@ export class TrainingSae {
     let sparsity: SparsityReport | undefined;
     if ((this.step + 1) % cfg.feature_sampling_window === 0) sparsity = this.stats.closeWindow();
     this.stats.record(read.fired, req.rows);
-    if (cfg.architecture === 'batchtopk' && read.stats.min_positive_act! < 1e30) {
+    if (this.arch.batchSelection === true && read.stats.min_positive_act! < 1e30) {
       const rate = cfg.topk_threshold_lr;
       this.topkThreshold = (1 - rate) * this.topkThreshold + rate * read.stats.min_positive_act!;
     }
@@ -313,7 +316,7 @@ export class TrainingSae {
       coefficients: coefficient === null ? {} : { [coefficient.name]: coefficient.value },
       grad_norm: read.gradNorm,
     };
-    if (cfg.architecture === 'batchtopk') metrics.topk_threshold = this.topkThreshold;
+    if (this.arch.batchSelection === true) metrics.topk_threshold = this.topkThreshold;
     if (sparsity) metrics.sparsity = sparsity;
     this.step += 1;
     this.tokens += req.rows;

@@ -11,12 +11,13 @@
 import * as ort from 'onnxruntime-node';
 import type { SaeTrainingConfig } from '../../sae/config.js';
 import { batchTopKCount } from '../../sae/architectures/batchtopk.js';
+import { architectureOf } from '../../sae/architectures/registry.js';
 import { auxKBase } from '../../sae/architectures/topk.js';
 import type { ParamName } from '../../sae/architectures/types.js';
 import type { ComputedStep, StepEngine, StepRequest } from '../../sae/engines/step-engine.js';
 import type { HostTensor } from '../../sae/fold.js';
 import { transposeMatrix } from '../../util/transpose.js';
-import { buildSaeStepGraph, stepParamShapes, stepStateKeys } from './sae-step-graph.js';
+import { buildSaeStepGraph, stepHasAuxK, stepParamShapes, stepStateKeys } from './sae-step-graph.js';
 import type { SaeStepGraph } from './sae-step-graph.js';
 import { buildSaeStepLoop } from './sae-step-loop.js';
 import type { SaeStepLoopGraph } from './sae-step-loop.js';
@@ -146,7 +147,7 @@ export class OnnxSaeStep implements StepEngine {
   }
 
   private keepCount(rows: number): bigint {
-    return BigInt(Math.min(batchTopKCount(this.cfg, rows), rows * this.cfg.d_sae));
+    return BigInt(batchTopKCount(this.cfg, rows));
   }
 
   private checkTarget(req: StepRequest): void {
@@ -160,11 +161,7 @@ export class OnnxSaeStep implements StepEngine {
    */
   async compute(req: StepRequest): Promise<ComputedStep> {
     const cfg = this.cfg;
-    const aux =
-      (cfg.architecture === 'topk' || cfg.architecture === 'batchtopk') &&
-      req.deadMask !== null &&
-      req.numDead > 0 &&
-      cfg.aux_loss_coefficient > 0;
+    const aux = stepHasAuxK(cfg) && req.deadMask !== null && req.numDead > 0;
     const { graph, session } = await this.compiled(aux);
     const scalars = this.stepScalars(req, this.adamStep + 1);
     const feeds: Record<string, ort.Tensor> = {
@@ -180,7 +177,7 @@ export class OnnxSaeStep implements StepEngine {
       feeds.k_aux = new ort.Tensor('int64', BigInt64Array.of(BigInt(Math.min(base, req.numDead))), [1]);
       scalars.aux_weight = cfg.aux_loss_coefficient * Math.min(req.numDead / base, 1);
     }
-    if (cfg.architecture === 'batchtopk')
+    if (architectureOf(cfg.architecture).batchSelection)
       feeds.keep = new ort.Tensor('int64', BigInt64Array.of(this.keepCount(req.rows)), [1]);
     for (const name of graph.scalarInputs)
       feeds[name] = new ort.Tensor('float32', Float32Array.of(scalars[name]!), []);
@@ -213,11 +210,7 @@ export class OnnxSaeStep implements StepEngine {
     if (reqs.some((r) => r.rows !== rows)) throw new Error('OnnxSaeStep: chunk batches differ in rows');
     let maxSince = 0;
     if (sinceFired !== null) for (const v of sinceFired) maxSince = Math.max(maxSince, v);
-    const aux =
-      (cfg.architecture === 'topk' || cfg.architecture === 'batchtopk') &&
-      cfg.aux_loss_coefficient > 0 &&
-      sinceFired !== null &&
-      maxSince + steps - 1 > cfg.dead_feature_window;
+    const aux = stepHasAuxK(cfg) && sinceFired !== null && maxSince + steps - 1 > cfg.dead_feature_window;
     const loop = await this.compiledLoop(aux);
     const feeds: Record<string, ort.Tensor> = {
       trip_count: new ort.Tensor('int64', BigInt64Array.of(BigInt(steps)), []),

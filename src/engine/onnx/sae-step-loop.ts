@@ -21,9 +21,9 @@
  *          `chunk.readback` [steps, readback length].
  */
 import type { SaeTrainingConfig } from '../../sae/config.js';
+import { OnnxOps } from '../../ops/onnx-ops.js';
 import { auxKBase } from '../../sae/architectures/topk.js';
 import { GraphBuilder } from './graph-builder.js';
-import { GraphOps } from './graph-ops.js';
 import { buildSaeStepGraph, stepStateKeys } from './sae-step-graph.js';
 import type { SaeStepGraph, SaeStepGraphOptions } from './sae-step-graph.js';
 import { ONNX_IR_VERSION, ONNX_OPSET, TensorElemType } from './onnx-proto.js';
@@ -47,38 +47,41 @@ function deadTracking(
   cfg: SaeTrainingConfig,
   readbackLength: number,
 ): { before: GraphBuilder; after: GraphBuilder } {
-  const b = new GraphBuilder();
-  const g = new GraphOps(b, 'dead');
+  const before = new OnnxOps(new GraphBuilder(), 'dead');
   const base = auxKBase(cfg);
   // FiringStats.deadMask: dead where sinceFired > dead_feature_window.
-  const dead = g.toFloat(g.greater('since_fired', g.c(cfg.dead_feature_window)));
-  const numDead = g.sum(dead);
-  g.mul(g.sub(dead, g.c(1)), g.c(1e30), 'dead_bias');
+  const dead = before.greater('since_fired', before.scalar(cfg.dead_feature_window));
+  const numDead = before.sum(dead);
+  before.output(before.mul(before.sub(dead, before.scalar(1)), before.scalar(1e30)), 'dead_bias');
+  const kAux = before.maximum(before.minimum(numDead, before.scalar(base)), before.scalar(1));
+  const b = before.b;
   b.op(
     'Reshape',
-    [g.toInt64(g.max(g.min(numDead, g.c(base)), g.c(1))), b.int64('c.shape1', [1])],
+    [
+      b.op('Cast', [kAux], 'dead', undefined, { to: { kind: 'int', value: TensorElemType.INT64 } }),
+      b.int64('c.shape1', [1]),
+    ],
     'dead',
     'k_aux',
   );
-  g.mul(g.c(cfg.aux_loss_coefficient), g.min(g.div(numDead, g.c(base)), g.c(1)), 'aux_weight');
-  const a = new GraphBuilder();
-  const h = new GraphOps(a, 'dead_after');
-  const fired = a.op(
-    'Slice',
-    [
-      'readback',
-      a.int64(`c.start${readbackLength - cfg.d_sae}`, [readbackLength - cfg.d_sae]),
-      a.int64(`c.end${readbackLength}`, [readbackLength]),
-    ],
-    'dead_after',
+  before.output(
+    before.mul(
+      before.scalar(cfg.aux_loss_coefficient),
+      before.minimum(before.div(numDead, before.scalar(base)), before.scalar(1)),
+    ),
+    'aux_weight',
   );
-  a.op(
-    'Where',
-    [h.greater(fired, h.c(0)), h.c(0), h.add('since_fired', h.c(1))],
-    'dead_after',
+  const after = new OnnxOps(new GraphBuilder(), 'dead_after');
+  const fired = after.slice('readback', 0, readbackLength - cfg.d_sae, readbackLength);
+  after.output(
+    after.select(
+      after.greater(fired, after.scalar(0)),
+      after.scalar(0),
+      after.add('since_fired', after.scalar(1)),
+    ),
     'next.since_fired',
   );
-  return { before: b, after: a };
+  return { before: before.b, after: after.b };
 }
 
 /** Initializers of both builders; a name always denotes one value (`c.f0.5`, `c.shape1`), so keep the first. */

@@ -6,58 +6,68 @@
  * the smallest positive activation of each batch, reported here as `min_positive_act`; the saved SAE is a
  * JumpReLU whose threshold is that value for every feature.
  *
- * A batch processed in row chunks is ranked as a whole: `batchThreshold` runs the encoder over every chunk
- * first, keeps each chunk's top min(k·B, chunk size) values (the batch's top k·B are among them) and takes
- * the k·B-th largest of those; each chunk's forward then selects against that value.
+ * A batch processed in row chunks is ranked as a whole: `batchThreshold` keeps each chunk's top
+ * min(k·B, chunk size) values of h_r (the batch's top k·B are among them) and takes the k·B-th largest of
+ * those; each chunk's forward then selects against that value.
  */
-import * as tf from '@tensorflow/tfjs-core';
 import type { SaeTrainingConfig } from '../config.js';
-import { atLeast } from './common.js';
-import { makeTopKModule, topKPreActivations } from './topk.js';
-import type { ArchitectureModule, ForwardResult, Params, StepInput } from './types.js';
+import { TOPK_OPTIONS, topKFamily, topKPreActivations } from './topk.js';
+import type { TopKFamilySpec } from './topk.js';
+import type { Architecture } from './types.js';
+import type { HostTensor } from '../host-tensor.js';
 
-/** Number of entries a batch of `rows` tokens keeps (SAELens truncates k·B). */
+/** Number of entries a batch of `rows` tokens keeps (SAELens truncates k·B), at most every entry. */
 export function batchTopKCount(cfg: SaeTrainingConfig, rows: number): number {
-  return Math.max(1, Math.floor(cfg.k * rows));
+  return Math.min(Math.max(1, Math.floor(cfg.k * rows)), rows * cfg.d_sae);
 }
 
-/** The `keep`-th largest entry of the (flattened) values, as a [1] tensor. */
-function kthLargest(values: tf.Tensor, keep: number): tf.Tensor {
-  const top = tf.topk(tf.reshape(values, [-1]), keep, true).values;
-  return tf.slice(top, [keep - 1], [1]);
-}
-
-function selectBatchTopK(hr: tf.Tensor2D, cfg: SaeTrainingConfig, input: StepInput): tf.Tensor2D {
-  if (input.batchThreshold !== undefined) return atLeast(hr, input.batchThreshold) as tf.Tensor2D;
-  return atLeast(hr, kthLargest(hr, Math.min(batchTopKCount(cfg, hr.shape[0]), hr.size))) as tf.Tensor2D;
-}
-
-function batchThreshold(p: Params, xChunks: tf.Tensor2D[], cfg: SaeTrainingConfig): tf.Tensor {
-  const rows = xChunks.reduce((n, x) => n + x.shape[0], 0);
-  const keep = Math.min(batchTopKCount(cfg, rows), rows * cfg.d_sae);
-  const candidates = xChunks.map((x) =>
-    tf.tidy(() => {
-      const { hr } = topKPreActivations(p, x, cfg);
-      return tf.topk(tf.reshape(hr, [-1]), Math.min(keep, hr.size), true).values;
-    }),
-  );
-  try {
-    return tf.tidy(() => kthLargest(tf.concat(candidates), keep));
-  } finally {
-    for (const t of candidates) t.dispose();
-  }
-}
-
-const base = makeTopKModule(selectBatchTopK);
-
-export const batchtopk: ArchitectureModule = {
-  ...base,
-  forward(p: Params, input: StepInput, cfg: SaeTrainingConfig): ForwardResult {
-    const out = base.forward(p, input, cfg);
-    const f = out.featureActs;
-    // Zeros are lifted to 1e30 so the minimum is over positive entries (1e30 means none fired).
-    const lifted = tf.add(f, tf.mul(tf.sub(1, tf.step(f)), 1e30));
-    return { ...out, stats: { min_positive_act: tf.min(lifted) as tf.Scalar } };
-  },
-  batchThreshold,
+export const BATCHTOPK_OPTIONS = {
+  ...TOPK_OPTIONS,
+  topk_threshold_lr: { kind: { type: 'number' as const, min: 0, max: 1 }, default: 0.01 },
 };
+
+/** The selection of the batchtopk family, for its relatives to reuse. */
+export const batchSelection: Pick<
+  TopKFamilySpec,
+  'threshold' | 'batchSelection' | 'batchThreshold' | 'validate' | 'savedTensors' | 'afterFold'
+> = {
+  batchSelection: true,
+  threshold(o, hr, input) {
+    if (input.batchThreshold !== undefined) return input.batchThreshold;
+    if (input.keep === undefined) throw new Error('batchtopk: a step needs its keep count');
+    return o.min(o.topKValues(o.reshape(hr, [1, -1]), input.keep));
+  },
+  batchThreshold(o, p, chunks, keep, cfg) {
+    const candidates = chunks.map(({ x, rows }) => {
+      const { hr } = topKPreActivations(o, p, x, cfg);
+      return o.topKValues(o.reshape(hr, [1, -1]), Math.min(keep, rows * cfg.d_sae));
+    });
+    return o.min(o.topKValues(o.concat(candidates, 1), keep));
+  },
+  // Saved as a JumpReLU. Without rescaling the threshold is in pre-activation units and folds with any
+  // decoder norms like JumpReLU's; rescaled pre-activations are already in unit-decoder units, so only the
+  // output scaling applies, after the fold.
+  savedTensors: ({ cfg, topkThreshold }): Record<string, HostTensor> =>
+    cfg.rescale_acts_by_decoder_norm ? {} : { threshold: filled(cfg.d_sae, topkThreshold) },
+  afterFold(t, { cfg, topkThreshold, scaleOut }) {
+    if (cfg.rescale_acts_by_decoder_norm) t.threshold = filled(cfg.d_sae, topkThreshold / scaleOut);
+  },
+  validate: (cfg) =>
+    Math.floor(cfg.k * cfg.train_batch_size_tokens) < 1
+      ? {
+          field: 'k',
+          message: `k * train_batch_size_tokens must be at least 1, got ${cfg.k * cfg.train_batch_size_tokens}`,
+        }
+      : null,
+};
+
+function filled(n: number, value: number): HostTensor {
+  return { shape: [n], data: new Float32Array(n).fill(value) };
+}
+
+export const batchtopk: Architecture = topKFamily({
+  name: 'batchtopk',
+  options: BATCHTOPK_OPTIONS,
+  savedEncoder: 'jumprelu',
+  ...batchSelection,
+});

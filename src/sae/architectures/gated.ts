@@ -1,79 +1,93 @@
 /**
  * gated SAE, as SAELens's GatedTrainingSAE:
  *   P = x_c W_enc,  π_gate = P + b_gate,  π_mag = P ⊙ exp(r_mag) + b_mag
- *   f = 1[π_gate > 0] ⊙ relu(π_mag),  x̂ = f W_dec + b_dec (+ x W_skip)
+ *   f = 1[π_gate > 0] ⊙ relu(π_mag),  x̂ = f W_decᵀ + b_dec (+ x W_skip)
  *   g = relu(π_gate)
- *   loss = mse + l1_coefficient · mean_b Σ_j g_bj ‖W_dec[j]‖ + mean_b ‖g W_dec + b_dec (+ x W_skip) - y‖²
+ *   loss = mse + l1_coefficient · mean_b Σ_j g_bj ‖W_dec[j]‖ + mean_b ‖g W_decᵀ + b_dec (+ x W_skip) - y‖²
  * The gate's step has no gradient; the auxiliary reconstruction trains the gate path.
+ * Saved as SAELens's `gated` (W_enc, b_gate, r_mag, b_mag; no b_enc).
  */
-import * as tf from '@tensorflow/tfjs-core';
-import type { SaeTrainingConfig } from '../config.js';
 import {
+  actsGrad,
   centeredInput,
-  columnSum,
   decodeLinear,
-  decoderBackward,
-  encoderBackward,
-  mergeGrads,
+  featureNorms,
+  linearGrads,
   normPenaltyGrad,
-  rowNorms,
   squaredError,
 } from './common.js';
 import { param } from './types.js';
-import type { ArchitectureModule, ForwardResult, Grads, Params, StepInput } from './types.js';
+import { copy } from '../host-tensor.js';
+import type { Architecture, InferenceEncoder } from './types.js';
 
-export const gated: ArchitectureModule = {
+export const gatedEncoder: InferenceEncoder = {
+  kind: 'gated',
+  tensors: ['b_gate', 'b_mag', 'r_mag'],
+  encode(o, w, xc) {
+    const pre = o.matMul(xc, w('W_enc'));
+    const gate = o.greater(o.add(pre, w('b_gate')), o.scalar(0));
+    return o.mul(gate, o.relu(o.add(o.mul(pre, o.exp(w('r_mag'))), w('b_mag'))));
+  },
+};
+
+export const gated: Architecture = {
+  name: 'gated',
+  options: {
+    l1_coefficient: { kind: { type: 'number', min: 0 }, default: 1.0 },
+    l1_warm_up_steps: { kind: { type: 'int', min: 0 }, default: 0 },
+  },
+  coefficient: { name: 'l1', value: 'l1_coefficient', warmUpSteps: 'l1_warm_up_steps' },
+  savedEncoder: 'gated',
+  savedTensors: (get) => ({
+    b_gate: copy(get('b_gate')),
+    r_mag: copy(get('r_mag')),
+    b_mag: copy(get('b_mag')),
+  }),
+  encoder: gatedEncoder,
   featureParams: () => ({ b_gate: 0, r_mag: 0, b_mag: 0 }),
 
-  forward(p: Params, input: StepInput, cfg: SaeTrainingConfig): ForwardResult {
-    const rows = input.x.shape[0];
-    const xc = centeredInput(input.x, p, cfg);
-    const P = tf.matMul(xc, param<tf.Tensor2D>(p, 'W_enc'));
-    const piGate = tf.add(P, param(p, 'b_gate'));
-    const expR = tf.exp(param(p, 'r_mag'));
-    const piMag = tf.add(tf.mul(P, expR), param(p, 'b_mag'));
-    const f = tf.mul(tf.step(piGate), tf.relu(piMag)) as tf.Tensor2D;
-    const recon = decodeLinear(f, p, input.x);
-    const mse = squaredError(recon, input.target);
-    const g = tf.relu(piGate) as tf.Tensor2D;
-    const norms = rowNorms(param(p, 'W_dec'));
-    const gSum = columnSum(g);
-    const l1 = tf.mul(tf.dot(gSum, norms), input.coefficient / rows) as tf.Scalar;
-    const aux = squaredError(decodeLinear(g, p, input.x), input.target);
+  train(o, p, input, cfg) {
+    const xc = centeredInput(o, p, input.x, cfg);
+    const pre = o.matMul(xc, param(p, 'W_enc'));
+    const piGate = o.add(pre, param(p, 'b_gate'));
+    const expR = o.exp(param(p, 'r_mag'));
+    const piMag = o.add(o.mul(pre, expR), param(p, 'b_mag'));
+    // The gate's mask is also the derivative of relu(π_gate).
+    const gateOpen = o.greater(piGate, o.scalar(0));
+    const f = o.mul(o.relu(piMag), gateOpen);
+    const reconstruction = decodeLinear(o, p, f, input.x);
+    const mse = squaredError(o, reconstruction, input.target, input.invRows);
+    const gate = o.relu(piGate);
+    const norms = featureNorms(o, param(p, 'W_dec'));
+    const gSum = o.sum(gate, 0);
+    const c = o.mul(input.coefficient, input.invRows);
+    const aux = squaredError(o, decodeLinear(o, p, gate, input.x), input.target, input.invRows);
+    const firing = o.greater(f, o.scalar(0));
+    const dPiMag = o.mul(actsGrad(o, p, mse.grad), firing);
+    const dPiGate = o.mul(actsGrad(o, p, aux.grad, o.mul(norms, c)), gateOpen);
+    const dPre = o.add(o.mul(dPiMag, expR), dPiGate);
+    const terms = [
+      { acts: f, grad: mse.grad, skip: true },
+      { acts: gate, grad: aux.grad, skip: true },
+    ];
+    const grads = linearGrads(o, p, cfg, { x: input.x, xc }, terms, dPre, o.sum(dPre, 0), [
+      normPenaltyGrad(o, param(p, 'W_dec'), norms, o.mul(gSum, c)),
+    ]);
     return {
-      featureActs: f,
-      reconstruction: recon,
-      losses: { mse_loss: mse.loss, l1_loss: l1, auxiliary_reconstruction_loss: aux.loss },
-      cache: { xc, P, expR, g, gSum, norms, G: mse.grad, Gaux: aux.grad },
-    };
-  },
-
-  backward(p: Params, input: StepInput, fwd: ForwardResult, cfg: SaeTrainingConfig): Grads {
-    const rows = input.x.shape[0];
-    const { xc, P, expR, g, gSum, norms, G, Gaux } = fwd.cache as Record<string, tf.Tensor>;
-    const c = input.coefficient / rows;
-    const f = fwd.featureActs;
-    const dec = decoderBackward(
-      [
-        { acts: f, grad: G as tf.Tensor2D, skip: true },
-        { acts: g as tf.Tensor2D, grad: Gaux as tf.Tensor2D, skip: true },
+      losses: [
+        ['mse_loss', mse.loss],
+        ['l1_loss', o.mul(o.sum(o.mul(gSum, norms)), c)],
+        ['auxiliary_reconstruction_loss', aux.loss],
       ],
-      p,
-      input.x,
-    );
-    // f > 0 exactly where the gate is open and relu(π_mag) passes.
-    const dPiMag = tf.mul(dec.dActs[0]!, tf.step(f));
-    const dPiGate = tf.mul(tf.add(dec.dActs[1]!, tf.mul(norms!, c)), tf.step(g!));
-    const dP = tf.add(tf.mul(dPiMag, expR!), dPiGate) as tf.Tensor2D;
-    const enc = encoderBackward(xc as tf.Tensor2D, dP, columnSum(dP) as tf.Tensor1D, p, cfg);
-    dec.grads.W_dec = tf.add(
-      dec.grads.W_dec!,
-      normPenaltyGrad(param(p, 'W_dec'), norms as tf.Tensor1D, tf.mul(gSum!, c) as tf.Tensor1D),
-    );
-    return mergeGrads(dec.grads, enc, {
-      b_gate: columnSum(dPiGate),
-      b_mag: columnSum(dPiMag),
-      r_mag: tf.mul(columnSum(tf.mul(dPiMag, P!)), expR!),
-    });
+      stats: [],
+      firing,
+      reconstruction,
+      grads: {
+        ...grads,
+        b_gate: o.sum(dPiGate, 0),
+        b_mag: o.sum(dPiMag, 0),
+        r_mag: o.mul(o.sum(o.mul(dPiMag, pre), 0), expR),
+      },
+    };
   },
 };

@@ -1,60 +1,73 @@
 /**
  * standard (ReLU) SAE, as SAELens's StandardTrainingSAE:
- *   h = x_c W_enc + b_enc,  f = relu(h),  x̂ = f W_dec + b_dec (+ x W_skip)
+ *   h = x_c W_enc + b_enc,  f = relu(h),  x̂ = f W_decᵀ + b_dec (+ x W_skip)
  *   loss = mse + l1_coefficient · mean_b Σ_j f_bj ‖W_dec[j]‖
+ * Saved as SAELens's `standard`: f = relu(x_c W_enc + b_enc).
  */
-import * as tf from '@tensorflow/tfjs-core';
 import {
+  actsGrad,
   centeredInput,
-  columnSum,
   decodeLinear,
-  decoderBackward,
   encodeLinear,
-  encoderBackward,
-  mergeGrads,
+  featureNorms,
+  linearGrads,
   normPenaltyGrad,
-  rowNorms,
   squaredError,
 } from './common.js';
 import { param } from './types.js';
-import type { ArchitectureModule, ForwardResult, Grads, Params, StepInput } from './types.js';
-import type { SaeTrainingConfig } from '../config.js';
+import { copy } from '../host-tensor.js';
+import type { Architecture, InferenceEncoder } from './types.js';
 
-export const standard: ArchitectureModule = {
+export const standardEncoder: InferenceEncoder = {
+  kind: 'standard',
+  tensors: ['b_enc'],
+  encode: (o, w, xc) => o.relu(o.matMul(xc, w('W_enc'), { bias: w('b_enc') })),
+};
+
+export const standard: Architecture = {
+  name: 'standard',
+  options: {
+    l1_coefficient: { kind: { type: 'number', min: 0 }, default: 1.0 },
+    l1_warm_up_steps: { kind: { type: 'int', min: 0 }, default: 0 },
+  },
+  coefficient: { name: 'l1', value: 'l1_coefficient', warmUpSteps: 'l1_warm_up_steps' },
+  savedEncoder: 'standard',
+  savedTensors: (get) => ({ b_enc: copy(get('b_enc')) }),
+  encoder: standardEncoder,
   featureParams: () => ({ b_enc: 0 }),
 
-  forward(p: Params, input: StepInput, cfg: SaeTrainingConfig): ForwardResult {
-    const rows = input.x.shape[0];
-    const xc = centeredInput(input.x, p, cfg);
-    const f = tf.relu(encodeLinear(xc, p, param(p, 'b_enc'))) as tf.Tensor2D;
-    const recon = decodeLinear(f, p, input.x);
-    const mse = squaredError(recon, input.target);
-    const norms = rowNorms(param(p, 'W_dec'));
-    const fSum = columnSum(f);
-    const l1 = tf.mul(tf.dot(fSum, norms), input.coefficient / rows) as tf.Scalar;
-    return {
-      featureActs: f,
-      reconstruction: recon,
-      losses: { mse_loss: mse.loss, l1_loss: l1 },
-      cache: { xc, G: mse.grad, norms, fSum },
-    };
-  },
-
-  backward(p: Params, input: StepInput, fwd: ForwardResult, cfg: SaeTrainingConfig): Grads {
-    const rows = input.x.shape[0];
-    const { xc, G, norms, fSum } = fwd.cache as Record<string, tf.Tensor>;
-    const c = input.coefficient / rows;
-    const f = fwd.featureActs;
-    // dL/df = G W_decᵀ + c ‖W_dec[j]‖; the penalty's part rides along as the matMul's bias.
-    const dec = decoderBackward([{ acts: f, grad: G as tf.Tensor2D, skip: true }], p, input.x);
-    const dF = tf.add(dec.dActs[0]!, tf.mul(norms!, c));
-    const dH = tf.mul(dF, tf.step(f)) as tf.Tensor2D;
-    const dHSum = columnSum(dH) as tf.Tensor1D;
-    const enc = encoderBackward(xc as tf.Tensor2D, dH, dHSum, p, cfg);
-    dec.grads.W_dec = tf.add(
-      dec.grads.W_dec!,
-      normPenaltyGrad(param(p, 'W_dec'), norms as tf.Tensor1D, tf.mul(fSum!, c) as tf.Tensor1D),
+  train(o, p, input, cfg) {
+    const xc = centeredInput(o, p, input.x, cfg);
+    const f = o.relu(encodeLinear(o, p, xc, param(p, 'b_enc')));
+    const reconstruction = decodeLinear(o, p, f, input.x);
+    const mse = squaredError(o, reconstruction, input.target, input.invRows);
+    const norms = featureNorms(o, param(p, 'W_dec'));
+    const fSum = o.sum(f, 0);
+    const c = o.mul(input.coefficient, input.invRows);
+    const l1 = o.mul(o.sum(o.mul(fSum, norms)), c);
+    // dL/df = G W_dec + c ‖W_dec[j]‖, the penalty's part as the product's bias.
+    const firing = o.greater(f, o.scalar(0));
+    const dPre = o.mul(actsGrad(o, p, mse.grad, o.mul(norms, c)), firing);
+    const bEnc = o.sum(dPre, 0);
+    const grads = linearGrads(
+      o,
+      p,
+      cfg,
+      { x: input.x, xc },
+      [{ acts: f, grad: mse.grad, skip: true }],
+      dPre,
+      bEnc,
+      [normPenaltyGrad(o, param(p, 'W_dec'), norms, o.mul(fSum, c))],
     );
-    return mergeGrads(dec.grads, enc, { b_enc: dHSum });
+    return {
+      losses: [
+        ['mse_loss', mse.loss],
+        ['l1_loss', l1],
+      ],
+      stats: [],
+      firing,
+      reconstruction,
+      grads: { ...grads, b_enc: bEnc },
+    };
   },
 };

@@ -1,114 +1,185 @@
 /**
- * topk SAE, as SAELens's TopKTrainingSAE (and the shared machinery of batchtopk):
+ * topk SAE, as SAELens's TopKTrainingSAE, and the machinery its relatives (batchtopk,
+ * matryoshka_batchtopk) share:
  *   h = x_c W_enc + b_enc,  h_r = h ⊙ ‖W_dec‖ (when rescale_acts_by_decoder_norm, else h)
- *   S = the k largest entries of each row of h_r,  f = relu(h_r) on S, 0 elsewhere
- *   x̂ = (f / ‖W_dec‖) W_dec + b_dec (+ x W_skip)  =  (relu(h) on S) W_dec + b_dec (+ x W_skip)
+ *   S = the selected entries of h_r (topk: the k largest of each row),  f = relu(h_r) on S, 0 elsewhere
+ *   x̂ = (f / ‖W_dec‖) W_decᵀ + b_dec (+ x W_skip)  =  a W_decᵀ + b_dec (+ x W_skip),  a = relu(h) on S
  *   loss = mse + AuxK
  * AuxK (dead latents only): with k_aux = d_out / 2, scale = min(n_dead / k_aux, 1), A = the top
  * min(k_aux, n_dead) dead entries of each row of h_r (kept even when negative, as SAELens does),
- *   aux = aux_loss_coefficient · scale · mean_b ‖(h on A) W_dec + b_dec - (y - x̂)‖²   (y - x̂ held constant)
+ *   aux = aux_loss_coefficient · scale · mean_b ‖(h on A) W_decᵀ + b_dec - (y - x̂)‖²   (y - x̂ held constant)
  * The decoder-norm rescaling only changes which entries are selected: its gradient through ‖W_dec‖ cancels
- * exactly, so the backward pass treats the selection masks as constants.
- *
- * Selection keeps every entry >= the k-th largest value of its row, so exact ties at the k-th value keep
- * more than k (float ties between distinct features are vanishingly rare).
+ * exactly (a = relu(h) on S whatever the norms), so the backward pass treats the selection masks as
+ * constants. Selection keeps every entry >= the threshold, so exact ties keep more than k.
+ * Saved as SAELens's `topk` (k and rescale_acts_by_decoder_norm in cfg.json, decoder norms folded in).
  */
-import * as tf from '@tensorflow/tfjs-core';
-import { outputWidth } from '../config.js';
+import type { Ops } from '../../ops/ops.js';
 import type { SaeTrainingConfig } from '../config.js';
 import {
-  atLeast,
+  actsGrad,
   centeredInput,
-  columnSum,
   decodeLinear,
-  decoderBackward,
   encodeLinear,
-  encoderBackward,
-  mergeGrads,
-  rowNorms,
+  featureNorms,
+  linearGrads,
   squaredError,
 } from './common.js';
 import type { DecoderTerm } from './common.js';
 import { param } from './types.js';
-import type { ArchitectureModule, ForwardResult, Grads, Params, StepInput } from './types.js';
-
-/** Returns a 0/1 mask [B, d_sae] of the selected entries of h_r. */
-export type Selector = (hr: tf.Tensor2D, cfg: SaeTrainingConfig, input: StepInput) => tf.Tensor2D;
-
-/** The k-th largest value of each row, as a [B, 1] column. */
-export function kthLargestPerRow(values: tf.Tensor2D, k: number): tf.Tensor2D {
-  const top = tf.topk(values, k, true).values;
-  return tf.slice2d(top, [0, k - 1], [-1, 1]);
-}
-
-const selectTopKPerRow: Selector = (hr, cfg) => atLeast(hr, kthLargestPerRow(hr, cfg.k)) as tf.Tensor2D;
+import type {
+  Architecture,
+  ArchitectureOption,
+  InferenceEncoder,
+  ParamValues,
+  SaveContext,
+  TrainInputs,
+} from './types.js';
+import { copy } from '../host-tensor.js';
+import type { HostTensor } from '../host-tensor.js';
 
 /** AuxK's k_aux: SAELens's d/2 heuristic, d being the width of the reconstructed activations. */
 export function auxKBase(cfg: SaeTrainingConfig): number {
-  return Math.max(1, Math.floor(outputWidth(cfg) / 2));
+  return Math.max(1, Math.floor((cfg.d_out ?? cfg.d_in) / 2));
 }
 
-/** x_c, h and h_r (the values selection ranks) of a batch; norms is ‖W_dec‖ when h_r is rescaled. */
-export function topKPreActivations(
-  p: Params,
-  x: tf.Tensor2D,
+/** h and the values selection ranks, h_r; `norms` is ‖W_dec‖ when h_r is rescaled. */
+export function topKPreActivations<T>(
+  o: Ops<T>,
+  p: ParamValues<T>,
+  x: T,
   cfg: SaeTrainingConfig,
-): { xc: tf.Tensor2D; h: tf.Tensor2D; hr: tf.Tensor2D; norms?: tf.Tensor1D } {
-  const xc = centeredInput(x, p, cfg);
-  const h = encodeLinear(xc, p, param(p, 'b_enc'));
-  const norms = cfg.rescale_acts_by_decoder_norm ? rowNorms(param(p, 'W_dec')) : undefined;
-  const hr = norms ? (tf.mul(h, norms) as tf.Tensor2D) : h;
-  return { xc, h, hr, norms };
+): { xc: T; h: T; hr: T; norms?: T } {
+  const xc = centeredInput(o, p, x, cfg);
+  const h = encodeLinear(o, p, xc, param(p, 'b_enc'));
+  if (!cfg.rescale_acts_by_decoder_norm) return { xc, h, hr: h };
+  const norms = featureNorms(o, param(p, 'W_dec'));
+  return { xc, h, hr: o.mul(h, norms), norms };
 }
 
-export function makeTopKModule(select: Selector): ArchitectureModule {
+export const TOPK_OPTIONS: Record<string, ArchitectureOption> = {
+  k: { kind: { type: 'number', exclusiveMin: 0 }, default: 100 },
+  aux_loss_coefficient: { kind: { type: 'number', min: 0 }, default: 1.0 },
+  rescale_acts_by_decoder_norm: { kind: { type: 'bool' }, default: true },
+};
+
+export interface TopKFamilySpec {
+  name: string;
+  options: Record<string, ArchitectureOption>;
+  savedEncoder: Architecture['savedEncoder'];
+  /** The value entries of h_r must reach to be selected: a [B, 1] column or a scalar. */
+  threshold<T>(o: Ops<T>, hr: T, input: TrainInputs<T>, cfg: SaeTrainingConfig): T;
+  batchSelection?: boolean;
+  /** Widths of nested prefixes that each reconstruct the target alone (matryoshka), narrowest first. */
+  innerWidths?(cfg: SaeTrainingConfig): number[];
+  validate?: Architecture['validate'];
+  batchThreshold?: Architecture['batchThreshold'];
+  encoder?: InferenceEncoder;
+  /** Saved tensors beyond b_enc (batchtopk's threshold). */
+  savedTensors?(ctx: SaveContext): Record<string, HostTensor>;
+  afterFold?: Architecture['afterFold'];
+}
+
+/** An architecture of the topk family: selection by threshold on h_r, AuxK, optional nested levels. */
+export function topKFamily(spec: TopKFamilySpec): Architecture {
   return {
+    name: spec.name,
+    options: spec.options,
+    auxK: true,
+    batchSelection: spec.batchSelection ?? false,
+    savedEncoder: spec.savedEncoder,
+    rescalesByDecoderNorm: (cfg) => cfg.rescale_acts_by_decoder_norm,
+    validate: spec.validate,
+    batchThreshold: spec.batchThreshold,
     featureParams: () => ({ b_enc: 0 }),
+    ...(spec.encoder === undefined ? {} : { encoder: spec.encoder }),
+    savedTensors: (get, ctx) => ({ b_enc: copy(get('b_enc')), ...spec.savedTensors?.(ctx) }),
+    afterFold: spec.afterFold,
 
-    forward(p: Params, input: StepInput, cfg: SaeTrainingConfig): ForwardResult {
-      const { xc, h, hr, norms } = topKPreActivations(p, input.x, cfg);
-      const selected = select(hr, cfg, input);
-      // a = f / ‖W_dec‖, computed without the round trip through the norm.
-      const a = tf.mul(tf.relu(h), selected) as tf.Tensor2D;
-      const f = norms ? (tf.mul(a, norms) as tf.Tensor2D) : a;
-      const recon = decodeLinear(a, p, input.x);
-      const mse = squaredError(recon, input.target);
-      const losses: Record<string, tf.Scalar> = { mse_loss: mse.loss };
-      const cache: Record<string, tf.Tensor> = { xc, a, G: mse.grad };
-
-      if (input.deadMask !== null && input.numDead > 0 && cfg.aux_loss_coefficient > 0) {
-        const base = auxKBase(cfg);
-        const kAux = Math.min(base, input.numDead);
-        const scale = Math.min(input.numDead / base, 1);
-        // Live features sink to -1e30 (far below any pre-activation): only dead ones can be selected,
-        // and kAux <= numDead keeps the k-th value a dead feature's own.
-        const masked = tf.add(hr, tf.mul(tf.sub(input.deadMask, 1), 1e30)) as tf.Tensor2D;
-        const auxSelected = atLeast(masked, kthLargestPerRow(masked, kAux));
-        const auxActs = tf.mul(h, auxSelected) as tf.Tensor2D;
-        const residual = tf.sub(input.target, recon) as tf.Tensor2D;
-        const auxRecon = decodeLinear(auxActs, p, input.x, false);
-        const aux = squaredError(auxRecon, residual, cfg.aux_loss_coefficient * scale);
-        losses.auxiliary_reconstruction_loss = aux.loss;
-        Object.assign(cache, { auxSelected, auxActs, Gaux: aux.grad });
+    train<T>(o: Ops<T>, p: ParamValues<T>, input: TrainInputs<T>, cfg: SaeTrainingConfig) {
+      const { xc, h, hr, norms } = topKPreActivations(o, p, input.x, cfg);
+      const selected = o.greaterEqual(hr, spec.threshold(o, hr, input, cfg));
+      const a = o.mul(o.relu(h), selected);
+      const recon = decodeLinear(o, p, a, input.x);
+      const mse = squaredError(o, recon, input.target, input.invRows);
+      const losses: [string, T][] = [['mse_loss', mse.loss]];
+      const terms: DecoderTerm<T>[] = [{ acts: a, grad: mse.grad, skip: true }];
+      // a > 0 exactly where f > 0 (the norms are positive).
+      const firing = o.greater(a, o.scalar(0));
+      let dPre = o.mul(actsGrad(o, p, mse.grad), firing);
+      if (input.aux !== undefined) {
+        // Live features sink by 1e30 (far below any pre-activation): only dead ones can be selected,
+        // and k_aux <= n_dead keeps the threshold a dead feature's own value.
+        const masked = o.add(hr, input.aux.deadBias);
+        const auxSelected = o.greaterEqual(masked, o.min(o.topKValues(masked, input.aux.kAux), 1, true));
+        const auxActs = o.mul(h, auxSelected);
+        const residual = o.sub(input.target, recon);
+        const aux = squaredError(
+          o,
+          decodeLinear(o, p, auxActs, input.x, false),
+          residual,
+          input.invRows,
+          input.aux.weight,
+        );
+        losses.push(['auxiliary_reconstruction_loss', aux.loss]);
+        terms.push({ acts: auxActs, grad: aux.grad, skip: false });
+        dPre = o.add(dPre, o.mul(actsGrad(o, p, aux.grad), auxSelected));
       } else {
-        losses.auxiliary_reconstruction_loss = tf.scalar(0);
+        losses.push(['auxiliary_reconstruction_loss', o.scalar(0)]);
       }
-      return { featureActs: f, reconstruction: recon, losses, cache };
-    },
-
-    backward(p: Params, input: StepInput, fwd: ForwardResult, cfg: SaeTrainingConfig): Grads {
-      const { xc, a, G, auxSelected, auxActs, Gaux } = fwd.cache;
-      const terms: DecoderTerm[] = [{ acts: a as tf.Tensor2D, grad: G as tf.Tensor2D, skip: true }];
-      if (auxActs) terms.push({ acts: auxActs as tf.Tensor2D, grad: Gaux as tf.Tensor2D, skip: false });
-      const dec = decoderBackward(terms, p, input.x);
-      // a > 0 exactly where the entry was selected and relu passed it.
-      let dH = tf.mul(dec.dActs[0]!, tf.step(a!)) as tf.Tensor2D;
-      if (auxActs) dH = tf.add(dH, tf.mul(dec.dActs[1]!, auxSelected!)) as tf.Tensor2D;
-      const dHSum = columnSum(dH) as tf.Tensor1D;
-      const enc = encoderBackward(xc as tf.Tensor2D, dH, dHSum, p, cfg);
-      return mergeGrads(dec.grads, enc, { b_enc: dHSum });
+      for (const width of spec.innerWidths?.(cfg) ?? []) {
+        // The first `width` features alone: a prefix mask keeps the products full width, and the
+        // masked columns get exact zeros in every gradient.
+        const prefix = o.constant(
+          `prefix_mask_${width}_of_${cfg.d_sae}`,
+          [cfg.d_sae],
+          prefixMask(width, cfg.d_sae),
+        );
+        const inner = o.mul(a, prefix);
+        const level = squaredError(o, decodeLinear(o, p, inner, input.x, false), input.target, input.invRows);
+        losses.push([`inner_mse_loss_${width}`, level.loss]);
+        terms.push({ acts: inner, grad: level.grad, skip: false });
+        dPre = o.add(dPre, o.mul(actsGrad(o, p, level.grad), o.mul(firing, prefix)));
+      }
+      const bEnc = o.sum(dPre, 0);
+      const grads = linearGrads(o, p, cfg, { x: input.x, xc }, terms, dPre, bEnc);
+      const stats: [string, T][] = [];
+      if (spec.batchSelection) {
+        // Smallest positive activation f: zeros are lifted to 1e30 (1e30 means nothing fired).
+        const f = norms === undefined ? a : o.mul(a, norms);
+        const lifted = o.add(f, o.mul(o.sub(o.scalar(1), firing), o.scalar(1e30)));
+        stats.push(['min_positive_act', o.min(lifted)]);
+      }
+      return { losses, stats, firing, reconstruction: recon, grads: { ...grads, b_enc: bEnc } };
     },
   };
 }
 
-export const topk: ArchitectureModule = makeTopKModule(selectTopKPerRow);
+function prefixMask(width: number, dSae: number): Float32Array {
+  const m = new Float32Array(dSae);
+  m.fill(1, 0, width);
+  return m;
+}
+
+export const topkEncoder: InferenceEncoder = {
+  kind: 'topk',
+  tensors: ['b_enc'],
+  encode(o, w, xc, cfg) {
+    let h = o.matMul(xc, w('W_enc'), { bias: w('b_enc') });
+    if (cfg.rescale_acts_by_decoder_norm === true) {
+      const wDec = w('W_dec');
+      h = o.mul(h, o.sqrt(o.sum(o.mul(wDec, wDec), 1)));
+    }
+    const kth = o.min(o.topKValues(h, cfg.k!), 1, true);
+    return o.mul(o.relu(h), o.greaterEqual(h, kth));
+  },
+};
+
+export const topk: Architecture = topKFamily({
+  name: 'topk',
+  options: TOPK_OPTIONS,
+  savedEncoder: 'topk',
+  encoder: topkEncoder,
+  threshold: (o, hr, _input, cfg) => o.min(o.topKValues(hr, cfg.k), 1, true),
+  validate: (cfg) =>
+    Number.isInteger(cfg.k) ? null : { field: 'k', message: `must be an integer for topk, got ${cfg.k}` },
+});

@@ -1,296 +1,301 @@
 /**
- * The TensorFlow.js step engine: the architectures' hand-written forward and backward passes on tfjs
- * tensors, Adam on tfjs tensors, and row chunks (gradient accumulation) for batches above
- * `max_rows_per_chunk`, which bound the [rows, d_sae] intermediates on the 4 GB wasm heap.
+ * The TensorFlow.js step engine: the step of src/sae/train-step.ts run eagerly with `TfjsOps`, the same
+ * definition the onnx engine builds into a graph. A batch above `max_rows_per_chunk` rows is processed in
+ * row chunks whose gradients are summed before the one update (gradient accumulation), which bounds the
+ * [rows, d_sae] intermediates on the 4 GB wasm heap; each chunk's terms are already weighted by the whole
+ * batch's 1/rows, so their sum is the batch's mean up to float rounding.
+ *
+ * `compute` runs forward, backward and the update into new tensors and keeps them pending; `commit` makes
+ * them current and `discard` drops them, as the onnx engine swaps its buffers.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { TfjsOps } from '../../ops/tfjs-ops.js';
+import { transposeMatrix } from '../../util/transpose.js';
+import { batchTopKCount } from '../architectures/batchtopk.js';
+import { architectureOf } from '../architectures/registry.js';
+import { auxKBase } from '../architectures/topk.js';
+import type { ParamName, ParamValues } from '../architectures/types.js';
 import { maxRowsPerChunk } from '../config.js';
 import type { SaeTrainingConfig } from '../config.js';
-import { ARCHITECTURE_MODULES } from '../architectures/index.js';
-import { columnSum, rowNorms } from '../architectures/common.js';
-import type { ArchitectureModule, Grads, ParamName, Params } from '../architectures/types.js';
-import type { HostTensor } from '../fold.js';
-import { paramsToTensors } from '../init.js';
-import { Adam, clipScale } from '../optim/adam.js';
+import type { HostTensor } from '../host-tensor.js';
+import { adamStepScalars } from '../optim/adam.js';
+import type { AdamState } from '../optim/adam.js';
+import { gradientSquares, readbackOf, stepGradients, stepParamShapes, stepUpdate } from '../train-step.js';
+import type { GradientPass, StepInputs } from '../train-step.js';
 import type { ComputedStep, StepEngine, StepRequest } from './step-engine.js';
 
-/** Gradients, and the readback [losses..., total variance, Σ grad², stats..., firing counts per feature]. */
-interface GradientPass {
-  grads: Record<string, tf.Tensor>;
-  readback: tf.Tensor;
-  lossNames: string[];
-  statNames: string[];
+type State = Record<string, AdamState<tf.Tensor>>;
+
+/** A gradient pass as a flat record of tensors (what tf.tidy can carry out of a chunk). */
+type FlatPass = Record<string, tf.Tensor>;
+
+function flatten(pass: GradientPass<tf.Tensor>): FlatPass {
+  const out: FlatPass = { fired: pass.fired, variance: pass.variance };
+  for (const [n, t] of pass.losses) out[`loss:${n}`] = t;
+  for (const [n, t] of pass.stats) out[`stat:${n}`] = t;
+  for (const [n, t] of Object.entries(pass.grads)) out[`grad:${n}`] = t;
+  return out;
 }
 
-function toHost(t: tf.Tensor): HostTensor {
-  return { shape: [...t.shape], data: Float32Array.from(t.dataSync() as Float32Array) };
+function disposeState(s: State | null): void {
+  if (s === null) return;
+  for (const st of Object.values(s)) for (const t of [st.param, st.m, st.v]) t.dispose();
 }
 
 export class TfjsStepEngine implements StepEngine {
   readonly name = 'tfjs' as const;
   readonly maxChunkSteps = 1;
-  readonly module: ArchitectureModule;
-  params: Params;
-  readonly adam: Adam;
-  private pending: { grads: Record<string, tf.Tensor>; lr: number } | null = null;
+  adamStep = 0;
+  private readonly o = new TfjsOps();
+  private readonly shapes: Map<ParamName, number[]>;
+  private state: State = {};
+  private pending: State | null = null;
 
   constructor(
     readonly cfg: SaeTrainingConfig,
     values: Record<string, HostTensor>,
   ) {
-    this.module = ARCHITECTURE_MODULES[cfg.architecture];
-    this.params = paramsToTensors(values);
-    this.adam = new Adam(this.params, cfg.adam_beta1, cfg.adam_beta2);
+    this.shapes = new Map(stepParamShapes(cfg));
+    for (const [name, shape] of this.shapes) {
+      const v = values[name];
+      const size = shape.reduce((a, b) => a * b, 1);
+      if (v === undefined || v.data.length !== size)
+        throw new Error(`TfjsStepEngine: parameter ${name} missing or not of size ${size}`);
+      this.state[name] = {
+        param: tf.keep(tf.tensor(this.toStepLayout(name, v.data), shape, 'float32')),
+        m: tf.keep(tf.zeros(shape)),
+        v: tf.keep(tf.zeros(shape)),
+      };
+    }
   }
 
   get paramNames(): ParamName[] {
-    return Object.keys(this.params) as ParamName[];
+    return [...this.shapes.keys()];
   }
 
-  get adamStep(): number {
-    return this.adam.step;
+  /** W_dec is held as [width, d_sae] in the step (train-step.ts), [d_sae, width] on the host. */
+  private toStepLayout(name: string, data: Float32Array): Float32Array {
+    const width = this.cfg.d_out ?? this.cfg.d_in;
+    return name === 'W_dec' ? transposeMatrix(data, this.cfg.d_sae, width) : Float32Array.from(data);
   }
 
-  set adamStep(step: number) {
-    this.adam.step = step;
+  private toHost(name: string, t: tf.Tensor): HostTensor {
+    const data = Float32Array.from(t.dataSync() as Float32Array);
+    const width = this.cfg.d_out ?? this.cfg.d_in;
+    if (name === 'W_dec')
+      return { shape: [this.cfg.d_sae, width], data: transposeMatrix(data, width, this.cfg.d_sae) };
+    return { shape: [...t.shape], data };
   }
 
   compute(req: StepRequest): Promise<ComputedStep> {
     this.discard();
-    const chunk = maxRowsPerChunk(this.cfg);
-    const pass =
-      req.rows > chunk
-        ? this.chunkedGradients(req.x, req.y, req.rows, chunk, req)
-        : this.wholeBatchGradients(req.x, req.y, req.rows, req);
-    const readback = Float32Array.from(pass.readback.dataSync() as Float32Array);
-    pass.readback.dispose();
-    this.pending = { grads: pass.grads, lr: req.lr };
-    return Promise.resolve({ readback, lossNames: pass.lossNames, statNames: pass.statNames });
-  }
-
-  commit(gradNorm: number): void {
-    if (this.pending === null) throw new Error('TfjsStepEngine: commit without a computed step');
-    const { grads, lr } = this.pending;
-    this.pending = null;
-    this.params = this.adam.update(
-      this.params,
-      grads as Grads,
-      lr,
-      clipScale(gradNorm, this.cfg.max_grad_norm),
-    );
-    for (const t of Object.values(grads)) t.dispose();
-    if (this.cfg.normalize_sae_decoder) {
-      const w = this.params.W_dec as tf.Tensor2D;
-      this.replaceParam(
-        'W_dec',
-        tf.tidy(() => tf.div(w, tf.reshape(rowNorms(w), [-1, 1]))),
-      );
+    const cfg = this.cfg;
+    if (cfg.d_out !== null && req.y === null)
+      throw new Error(`transcoder '${cfg.name}' needs a target batch`);
+    const names = this.paramNames;
+    const { stepSize, bc2Sqrt } = adamStepScalars(req.lr, this.adamStep + 1, {
+      beta1: cfg.adam_beta1,
+      beta2: cfg.adam_beta2,
+      maxGradNorm: cfg.max_grad_norm,
+    });
+    const params: ParamValues<tf.Tensor> = {};
+    for (const n of names) params[n] = this.state[n]!.param;
+    const scalars = this.stepScalars(req);
+    let total: FlatPass | null = null;
+    let lossNames: string[] = [];
+    let statNames: string[] = [];
+    try {
+      const chunkRows = maxRowsPerChunk(cfg);
+      const collect = (pass: GradientPass<tf.Tensor>): FlatPass => {
+        lossNames = pass.losses.map(([n]) => n);
+        statNames = pass.stats.map(([n]) => n);
+        return flatten(pass);
+      };
+      if (req.rows <= chunkRows) {
+        total = tf.tidy(() =>
+          collect(stepGradients(this.o, cfg, params, this.inputs(req, scalars, 0, req.rows))),
+        );
+      } else {
+        total = this.accumulate(req, params, scalars, chunkRows, collect);
+      }
+      const whole = total;
+      const result = tf.tidy(() => {
+        const grads: ParamValues<tf.Tensor> = {};
+        for (const n of names) grads[n] = whole[`grad:${n}`]!;
+        const gradSq = gradientSquares(this.o, grads, names);
+        const next = stepUpdate(this.o, cfg, this.state, grads, gradSq, {
+          stepSize: tf.scalar(stepSize),
+          bc2Sqrt: tf.scalar(bc2Sqrt),
+        });
+        const pass = {
+          losses: lossNames.map((n) => [n, whole[`loss:${n}`]!] as [string, tf.Tensor]),
+          stats: statNames.map((n) => [n, whole[`stat:${n}`]!] as [string, tf.Tensor]),
+          fired: whole.fired!,
+          variance: whole.variance!,
+        };
+        const flat: Record<string, tf.Tensor> = { readback: readbackOf(this.o, pass, gradSq) };
+        for (const [n, st] of Object.entries(next))
+          Object.assign(flat, { [`p:${n}`]: st.param, [`m:${n}`]: st.m, [`v:${n}`]: st.v });
+        return flat;
+      });
+      const readback = Float32Array.from(result.readback!.dataSync() as Float32Array);
+      result.readback!.dispose();
+      const pending: State = {};
+      for (const n of names)
+        pending[n] = { param: result[`p:${n}`]!, m: result[`m:${n}`]!, v: result[`v:${n}`]! };
+      this.pending = pending;
+      return Promise.resolve({ readback, lossNames, statNames });
+    } finally {
+      if (total !== null) for (const t of Object.values(total)) t.dispose();
+      tf.dispose([scalars.scaleIn, scalars.scaleOut, scalars.invRows, scalars.coefficient]);
+      if (scalars.aux !== undefined) tf.dispose([scalars.aux.deadBias, scalars.aux.weight]);
     }
   }
 
+  /** The step's scalar inputs as tensors (and AuxK's). */
+  private stepScalars(req: StepRequest): Omit<StepInputs<tf.Tensor>, 'x' | 'y'> {
+    const cfg = this.cfg;
+    const arch = architectureOf(cfg.architecture);
+    const inp: Omit<StepInputs<tf.Tensor>, 'x' | 'y'> = {
+      scaleIn: tf.scalar(req.scaleIn),
+      scaleOut: tf.scalar(req.scaleOut),
+      invRows: tf.scalar(1 / req.rows),
+      coefficient: tf.scalar(req.coefficient),
+    };
+    if (arch.auxK && cfg.aux_loss_coefficient > 0 && req.deadMask !== null && req.numDead > 0) {
+      const base = auxKBase(cfg);
+      inp.aux = {
+        deadBias: tf.tidy(() => tf.mul(tf.sub(tf.tensor1d(req.deadMask!), 1), 1e30)),
+        kAux: Math.min(base, req.numDead),
+        weight: tf.scalar(cfg.aux_loss_coefficient * Math.min(req.numDead / base, 1)),
+      };
+    }
+    if (arch.batchSelection) inp.keep = batchTopKCount(cfg, req.rows);
+    return inp;
+  }
+
+  /** Rows [start, start + n) of the request as step inputs. */
+  private inputs(
+    req: StepRequest,
+    scalars: Omit<StepInputs<tf.Tensor>, 'x' | 'y'>,
+    start: number,
+    n: number,
+  ): StepInputs<tf.Tensor> {
+    const cfg = this.cfg;
+    const x = tf.tensor2d(req.x.subarray(start * cfg.d_in, (start + n) * cfg.d_in), [n, cfg.d_in]);
+    if (cfg.d_out === null) return { ...scalars, x };
+    const y = tf.tensor2d(req.y!.subarray(start * cfg.d_out, (start + n) * cfg.d_out), [n, cfg.d_out]);
+    return { ...scalars, x, y };
+  }
+
+  /**
+   * Gradient accumulation over even row chunks of at most `chunkRows`: losses, gradients, firing counts
+   * and the variance add up, stats take their minimum; the variance is centred on the whole batch's mean
+   * target and batchtopk ranks the whole batch first.
+   */
+  private accumulate(
+    req: StepRequest,
+    params: ParamValues<tf.Tensor>,
+    scalars: Omit<StepInputs<tf.Tensor>, 'x' | 'y'>,
+    chunkRows: number,
+    collect: (pass: GradientPass<tf.Tensor>) => FlatPass,
+  ): FlatPass {
+    const cfg = this.cfg;
+    const count = Math.ceil(req.rows / chunkRows);
+    const size = Math.ceil(req.rows / count);
+    const bounds: [number, number][] = [];
+    for (let start = 0; start < req.rows; start += size)
+      bounds.push([start, Math.min(size, req.rows - start)]);
+    const arch = architectureOf(cfg.architecture);
+    const shared = tf.tidy(() => {
+      const whole = this.inputs(req, scalars, 0, req.rows);
+      const target =
+        whole.y === undefined ? tf.mul(whole.x, scalars.scaleIn) : tf.mul(whole.y, scalars.scaleOut);
+      const out: Record<string, tf.Tensor> = { targetMean: tf.mean(target, 0) };
+      if (arch.batchThreshold !== undefined) {
+        const chunks = bounds.map(([start, n]) => ({
+          x: tf.slice2d(tf.mul(whole.x, scalars.scaleIn) as tf.Tensor2D, [start, 0], [n, -1]) as tf.Tensor,
+          rows: n,
+        }));
+        out.batchThreshold = arch.batchThreshold(this.o, params, chunks, batchTopKCount(cfg, req.rows), cfg);
+      }
+      return out;
+    });
+    let acc: FlatPass | null = null;
+    try {
+      for (const [start, n] of bounds) {
+        const previous: FlatPass | null = acc;
+        acc = tf.tidy(() => {
+          const pass = collect(
+            stepGradients(this.o, cfg, params, this.inputs(req, scalars, start, n), {
+              targetMean: shared.targetMean!,
+              ...(shared.batchThreshold === undefined ? {} : { batchThreshold: shared.batchThreshold }),
+            }),
+          );
+          if (previous === null) return pass;
+          const next: FlatPass = {};
+          for (const [key, t] of Object.entries(pass))
+            next[key] = key.startsWith('stat:') ? tf.minimum(previous[key]!, t) : tf.add(previous[key]!, t);
+          return next;
+        });
+        if (previous !== null) for (const t of Object.values(previous)) t.dispose();
+      }
+      return acc!;
+    } catch (e) {
+      if (acc !== null) for (const t of Object.values(acc as FlatPass)) t.dispose();
+      throw e;
+    } finally {
+      for (const t of Object.values(shared)) t.dispose();
+    }
+  }
+
+  commit(): void {
+    if (this.pending === null) throw new Error('TfjsStepEngine: commit without a computed step');
+    disposeState(this.state);
+    this.state = this.pending;
+    this.pending = null;
+    this.adamStep += 1;
+  }
+
   discard(): void {
-    if (this.pending === null) return;
-    for (const t of Object.values(this.pending.grads)) t.dispose();
+    disposeState(this.pending);
     this.pending = null;
   }
 
   hostParams(): Record<string, HostTensor> {
     const out: Record<string, HostTensor> = {};
-    for (const [name, t] of Object.entries(this.params)) out[name] = toHost(t);
+    for (const [name, st] of Object.entries(this.state)) out[name] = this.toHost(name, st.param);
     return out;
   }
 
   hostMoments(which: 'm' | 'v'): Record<string, HostTensor> {
     const out: Record<string, HostTensor> = {};
-    for (const [name, t] of Object.entries(this.adam[which])) out[name] = toHost(t);
+    for (const [name, st] of Object.entries(this.state)) out[name] = this.toHost(name, st[which]);
     return out;
   }
 
-  setParam(name: ParamName, data: Float32Array): void {
-    const old = this.params[name];
-    if (old === undefined) throw new Error(`TfjsStepEngine: no parameter ${name}`);
-    this.replaceParam(name, tf.tensor(data, old.shape, 'float32'));
-  }
-
-  setMoment(which: 'm' | 'v', name: ParamName, data: Float32Array): void {
-    const store = this.adam[which];
-    const old = store[name];
-    if (old === undefined) throw new Error(`TfjsStepEngine: no moment ${which}.${name}`);
-    store[name] = tf.keep(tf.tensor(data, old.shape, 'float32'));
+  private replace(name: ParamName, which: 'param' | 'm' | 'v', data: Float32Array): void {
+    const st = this.state[name];
+    if (st === undefined) throw new Error(`TfjsStepEngine: no parameter ${name}`);
+    const old = st[which];
+    if (data.length !== old.size)
+      throw new Error(`TfjsStepEngine: ${which} of ${name} needs ${old.size} values, got ${data.length}`);
+    st[which] = tf.keep(tf.tensor(this.toStepLayout(name, data), old.shape, 'float32'));
     old.dispose();
   }
 
-  private replaceParam(name: ParamName, value: tf.Tensor): void {
-    this.params[name]?.dispose();
-    this.params[name] = tf.keep(value);
+  setParam(name: ParamName, data: Float32Array): void {
+    this.replace(name, 'param', data);
   }
 
-  /** Forward + backward of the whole batch at once (what every step below `max_rows_per_chunk` runs). */
-  private wholeBatchGradients(
-    x: Float32Array,
-    y: Float32Array | null,
-    rows: number,
-    step: StepRequest,
-  ): GradientPass {
-    const cfg = this.cfg;
-    const transcoder = cfg.d_out !== null;
-    let names = { lossNames: [] as string[], statNames: [] as string[] };
-    const out = tf.tidy(() => {
-      const xRaw = tf.tensor2d(x, [rows, cfg.d_in]);
-      const xs = step.scaleIn === 1 ? xRaw : tf.mul(xRaw, step.scaleIn);
-      let target: tf.Tensor2D = xs as tf.Tensor2D;
-      if (transcoder) {
-        const yRaw = tf.tensor2d(y!, [rows, cfg.d_out!]);
-        target = (step.scaleOut === 1 ? yRaw : tf.mul(yRaw, step.scaleOut)) as tf.Tensor2D;
-      }
-      const input = {
-        x: xs as tf.Tensor2D,
-        target,
-        coefficient: step.coefficient,
-        deadMask: step.deadMask === null ? null : tf.tensor1d(step.deadMask),
-        numDead: step.numDead,
-      };
-      const fwd = this.module.forward(this.params, input, cfg);
-      const g: Grads = this.module.backward(this.params, input, fwd, cfg);
-      if (cfg.normalize_sae_decoder)
-        g.W_dec = removeParallelComponent(g.W_dec as tf.Tensor2D, this.params.W_dec as tf.Tensor2D);
-      const gradSq = tf.addN(Object.values(g).map((t) => tf.sum(tf.square(t!))));
-      const fired = columnSum(tf.step(fwd.featureActs) as tf.Tensor2D);
-      const centred = tf.sub(target, tf.mean(target, 0));
-      const totalVariance = tf.div(tf.sum(tf.square(centred)), rows);
-      const lossNames = Object.keys(fwd.losses);
-      const statNames = Object.keys(fwd.stats ?? {});
-      const scalars = [
-        ...lossNames.map((n) => fwd.losses[n]!),
-        totalVariance,
-        gradSq,
-        ...statNames.map((n) => fwd.stats![n]!),
-      ];
-      names = { lossNames, statNames };
-      return { grads: g as Record<string, tf.Tensor>, readback: tf.concat([tf.stack(scalars), fired]) };
-    });
-    return { ...out, ...names };
-  }
-
-  /**
-   * Gradient accumulation for a batch above `max_rows_per_chunk` rows: forward + backward per row chunk,
-   * each chunk's losses and gradients (means over its rows) weighted by chunk rows / batch rows, so their
-   * sum is the whole batch's mean up to float rounding. Firing counts add up, stats take their minimum,
-   * and the explained-variance denominator is centred on the whole batch's mean. Returns the readback in
-   * the unchunked layout.
-   */
-  private chunkedGradients(
-    x: Float32Array,
-    y: Float32Array | null,
-    rows: number,
-    chunkRows: number,
-    step: StepRequest,
-  ): GradientPass {
-    const cfg = this.cfg;
-    const transcoder = cfg.d_out !== null;
-    // Even chunks: ceil(rows / chunks) <= chunkRows.
-    const count = Math.ceil(rows / chunkRows);
-    const size = Math.ceil(rows / count);
-    const bounds: [number, number][] = [];
-    for (let start = 0; start < rows; start += size) bounds.push([start, Math.min(size, rows - start)]);
-
-    const whole = tf.tidy(() => {
-      const xRaw = tf.tensor2d(x, [rows, cfg.d_in]);
-      const xs = (step.scaleIn === 1 ? xRaw : tf.mul(xRaw, step.scaleIn)) as tf.Tensor2D;
-      let target = xs;
-      if (transcoder) {
-        const yRaw = tf.tensor2d(y!, [rows, cfg.d_out!]);
-        target = (step.scaleOut === 1 ? yRaw : tf.mul(yRaw, step.scaleOut)) as tf.Tensor2D;
-      }
-      return { xs, target, targetMean: tf.mean(target, 0) };
-    });
-    const deadMask = step.deadMask === null ? null : tf.tensor1d(step.deadMask);
-    const kept: tf.Tensor[] = [whole.xs, whole.target, whole.targetMean];
-    if (deadMask !== null) kept.push(deadMask);
-    let acc: Record<string, tf.Tensor> | null = null;
-    try {
-      let batchThreshold: tf.Tensor | undefined;
-      if (this.module.batchThreshold) {
-        const xChunks = bounds.map(([start, n]) => tf.slice2d(whole.xs, [start, 0], [n, -1]));
-        try {
-          batchThreshold = this.module.batchThreshold(this.params, xChunks, cfg);
-        } finally {
-          for (const t of xChunks) t.dispose();
-        }
-        kept.push(batchThreshold);
-      }
-      let lossNames: string[] = [];
-      let statNames: string[] = [];
-      for (const [start, n] of bounds) {
-        const previous: Record<string, tf.Tensor> | null = acc;
-        acc = tf.tidy(() => {
-          const xChunk = tf.slice2d(whole.xs, [start, 0], [n, -1]);
-          const target = transcoder ? tf.slice2d(whole.target, [start, 0], [n, -1]) : xChunk;
-          const input = {
-            x: xChunk,
-            target,
-            coefficient: step.coefficient,
-            deadMask,
-            numDead: step.numDead,
-            ...(batchThreshold === undefined ? {} : { batchThreshold }),
-          };
-          const fwd = this.module.forward(this.params, input, cfg);
-          const g: Grads = this.module.backward(this.params, input, fwd, cfg);
-          lossNames = Object.keys(fwd.losses);
-          statNames = Object.keys(fwd.stats ?? {});
-          const weight = n / rows;
-          const next: Record<string, tf.Tensor> = {};
-          for (const [name, t] of Object.entries(g)) {
-            const part = tf.mul(t!, weight);
-            next[`grad:${name}`] = previous === null ? part : tf.add(previous[`grad:${name}`]!, part);
-          }
-          const sum = (key: string, t: tf.Tensor): void => {
-            next[key] = previous === null ? t : tf.add(previous[key]!, t);
-          };
-          for (const name of lossNames) sum(`loss:${name}`, tf.mul(fwd.losses[name]!, weight));
-          for (const name of statNames) {
-            const v = fwd.stats![name]!;
-            next[`stat:${name}`] = previous === null ? v : tf.minimum(previous[`stat:${name}`]!, v);
-          }
-          sum('fired', columnSum(tf.step(fwd.featureActs) as tf.Tensor2D));
-          sum('variance', tf.sum(tf.square(tf.sub(target, whole.targetMean))));
-          return next;
-        });
-        if (previous !== null) for (const t of Object.values(previous)) t.dispose();
-      }
-      const total: Record<string, tf.Tensor> = acc!;
-      const result = tf.tidy(() => {
-        const g: Record<string, tf.Tensor> = {};
-        for (const key of Object.keys(total)) {
-          if (key.startsWith('grad:')) g[key.slice(5)] = tf.clone(total[key]!);
-        }
-        if (cfg.normalize_sae_decoder)
-          g.W_dec = removeParallelComponent(g.W_dec as tf.Tensor2D, this.params.W_dec as tf.Tensor2D);
-        const gradSq = tf.addN(Object.values(g).map((t) => tf.sum(tf.square(t))));
-        const scalars = [
-          ...lossNames.map((n) => total[`loss:${n}`]!),
-          tf.div(total.variance!, rows),
-          gradSq,
-          ...statNames.map((n) => total[`stat:${n}`]!),
-        ];
-        return { grads: g, readback: tf.concat([tf.stack(scalars), total.fired!]) };
-      });
-      return { ...result, lossNames, statNames };
-    } finally {
-      if (acc !== null) for (const t of Object.values(acc as Record<string, tf.Tensor>)) t.dispose();
-      for (const t of kept) t.dispose();
-    }
+  setMoment(which: 'm' | 'v', name: ParamName, data: Float32Array): void {
+    this.replace(name, which, data);
   }
 
   dispose(): void {
     this.discard();
-    for (const t of Object.values(this.params)) t.dispose();
-    this.adam.dispose();
+    disposeState(this.state);
+    this.state = {};
+    this.o.dispose();
   }
-}
-
-/** g - (⟨g_j, w_j⟩ / ‖w_j‖²) w_j for every row j. */
-export function removeParallelComponent(g: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
-  const coef = tf.div(tf.sum(tf.mul(g, w), 1), tf.sum(tf.square(w), 1));
-  return tf.sub(g, tf.mul(w, tf.reshape(coef, [-1, 1])));
 }

@@ -8,6 +8,7 @@
  * then a linear decay to 0 over the last `lr_decay_steps` D (from lr for constant, from lr_end for cosine).
  */
 import { resolvedLrEnd, totalTrainingSteps } from '../config.js';
+import { architectureOf } from '../architectures/registry.js';
 import type { SaeTrainingConfig } from '../config.js';
 
 function cosine(from: number, to: number, t: number, period: number): number {
@@ -50,13 +51,7 @@ export function sparsityCoefficient(
   cfg: SaeTrainingConfig,
   step: number,
 ): { name: string; value: number } | null {
-  switch (cfg.architecture) {
-    case 'standard':
-    case 'gated':
-      return { name: 'l1', value: coefficientAt(cfg.l1_coefficient, cfg.l1_warm_up_steps, step) };
-    case 'jumprelu':
-      return { name: 'l0', value: coefficientAt(cfg.l0_coefficient, cfg.l0_warm_up_steps, step) };
-    default:
-      return null;
-  }
+  const c = architectureOf(cfg.architecture).coefficient;
+  if (c === undefined) return null;
+  return { name: c.name, value: coefficientAt(cfg[c.value], cfg[c.warmUpSteps], step) };
 }

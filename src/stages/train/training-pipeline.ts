@@ -5,14 +5,12 @@ import { WEIGHT_PROCESSINGS } from '../../model/index.js';
 import type { RunContext } from '../../pipeline/define-pipeline.js';
 import { UserError } from '../../pipeline/errors.js';
 import { opt, type ConfigOf } from '../../pipeline/options.js';
-import { SaeTrainer, TRAINER_MANIFEST } from '../../sae/index.js';
+import { SaeTrainer, TRAINER_MANIFEST, architectureNames, architectureOf } from '../../sae/index.js';
 import { ENGINES } from '../model/index.js';
 import { GPT2_BOS_ID } from '../text/index.js';
 import { activationStore } from '../store/index.js';
 import { modelShape, openActivationInput } from './activation-input.js';
 import { saeTraining } from './sae-training.js';
-
-const ARCHITECTURES = ['standard', 'topk', 'batchtopk', 'jumprelu', 'gated'] as const;
 
 /** Options shared by the SAE and transcoder training pipelines; SAE options use SAELens's names. */
 export const trainingOptions = {
@@ -41,7 +39,7 @@ export const trainingOptions = {
   ),
   exclude_special_tokens: opt.boolean(true, 'leave BOS/EOS tokens out of training'),
   n_batches_in_buffer: opt.int(16, 'activation store buffer, in training batches', { min: 2 }),
-  architecture: opt.choice(ARCHITECTURES, 'topk', 'SAE architecture'),
+  architecture: opt.choice(architectureNames(), 'topk', 'SAE architecture'),
   d_sae: opt.nullable(
     opt.int(1, 'number of features (default: 16 x d_in for GPT-2, 8 x d_in otherwise)', { min: 1 }),
     null,
@@ -49,6 +47,11 @@ export const trainingOptions = {
   k: opt.int(32, 'active features per token (topk, batchtopk)', { min: 1 }),
   l1_coefficient: opt.number(5, 'L1 coefficient (standard, gated)', { min: 0 }),
   l0_coefficient: opt.number(1, 'L0 coefficient (jumprelu)', { min: 0 }),
+  matryoshka_widths: opt.numberList(
+    [],
+    'nested prefix widths, each reconstructing alone (matryoshka_batchtopk; d_sae is appended)',
+    { min: 1 },
+  ),
   lr: opt.number(3e-4, 'learning rate', { min: 0 }),
   lr_scheduler_name: opt.choice(
     ['constant', 'cosineannealing', 'cosineannealingwarmrestarts'],
@@ -145,13 +148,11 @@ export async function buildTraining(
       ...kind.extra,
       ...rest,
     };
-    const arch = merged.architecture;
-    if (arch === 'topk' || arch === 'batchtopk') merged.k ??= cfg.k;
-    if (arch === 'standard' || arch === 'gated') {
-      merged.l1_coefficient ??= cfg.l1_coefficient;
-      merged.l1_warm_up_steps ??= cfg.l1_warm_up_steps;
+    // The architecture's own options, where the pipeline has them at top level (k, l1_coefficient, ...).
+    const top = cfg as unknown as Record<string, unknown>;
+    for (const name of Object.keys(architectureOf(String(merged.architecture)).options)) {
+      if (top[name] !== undefined) merged[name] ??= top[name];
     }
-    if (arch === 'jumprelu') merged.l0_coefficient ??= cfg.l0_coefficient;
     if (!merged.hook_name_out) merged.apply_b_dec_to_input ??= cfg.apply_b_dec_to_input;
     return merged;
   };
