@@ -1,9 +1,77 @@
 // Trains sparse autoencoders on a residual-stream hook of GPT-2 (or the embedded tiny-gpt2 offline),
 // from a live model stream or an activation cache (--activations). A sweep (--saes '[{...}, ...]')
 // trains several SAEs from one stream. SAELens folders land in <run>/saes/<name>/.
-import { defer, mergeMap } from 'rxjs';
-import { definePipeline, opt, UserError } from '../src/pipeline/index.js';
-import { buildTraining, trainingOptions } from '../src/stages/train/training-pipeline.js';
+//
+// The flow: text -> tokens -> context windows -> model hooks (or a Parquet cache) -> shuffled training
+// batches -> one optimiser step per batch -> metrics, progress, checkpoints -> the saved SAEs.
+import { defer, finalize, mergeMap, skip, takeWhile } from 'rxjs';
+import { definePipeline, opt, UserError, type RunContext } from '../src/pipeline/index.js';
+import { cacheReader } from '../src/stages/cache/index.js';
+import { modelActivations } from '../src/stages/model/index.js';
+import { activationStore } from '../src/stages/store/index.js';
+import { documentSource, pack, tokenize } from '../src/stages/text/index.js';
+import {
+  checkpointEvery,
+  cycleUntilStopped,
+  finishTraining,
+  prepareTraining,
+  recordStepMetrics,
+  reportTrainingProgress,
+  trainSteps,
+  trainingOptions,
+  type TrainingConfig,
+  type TrainingKind,
+} from '../src/stages/train/index.js';
+
+/** The training flow, shared with gpt2-transcoder.ts (which reads other hooks). */
+export function trainSaes(cfg: TrainingConfig, ctx: RunContext, kind: TrainingKind) {
+  return defer(async () => {
+    const run = await prepareTraining(cfg, ctx, kind);
+    const { trainer, model, hooks } = run;
+    const flow = ctx.flow;
+    const activations = () =>
+      model === null
+        ? cacheReader({ path: cfg.activations!, hooks, flow })
+        : documentSource(cfg.dataset, { shuffle: true, seed: cfg.seed }, flow).pipe(
+            tokenize(),
+            pack({
+              contextSize: cfg.context_size,
+              batchSize: cfg.store_batch_size_prompts,
+              prependBos: cfg.prepend_bos,
+              disableConcatSequences: cfg.disable_concat_sequences,
+            }),
+            modelActivations({ model, hooks, flow }),
+          );
+    // SAELens cycles its data until every SAE has seen its training_tokens.
+    return cycleUntilStopped(activations, flow).pipe(
+      activationStore({
+        hooks,
+        trainBatchSizeTokens: cfg.train_batch_size_tokens,
+        nBatchesInBuffer: cfg.n_batches_in_buffer,
+        seed: cfg.seed,
+        excludeTokenIds: run.excludeTokenIds,
+      }),
+      skip(run.resumeBatches),
+      takeWhile(() => !trainer.done && !flow.stopped),
+      trainSteps(trainer, { flow }),
+      recordStepMetrics(ctx.metrics),
+      reportTrainingProgress(ctx.progress),
+      checkpointEvery(trainer, {
+        tokens: cfg.checkpoint_every_tokens,
+        dir: run.checkpointDir,
+        flow,
+        log: ctx.log,
+      }),
+      finishTraining(trainer, {
+        checkpointDir: run.checkpointDir,
+        outputDir: run.outputDir,
+        flow,
+        log: ctx.log,
+      }),
+      finalize(() => run.dispose()),
+    );
+  }).pipe(mergeMap((stream) => stream));
+}
 
 export default definePipeline({
   name: 'gpt2-resid',
@@ -18,10 +86,8 @@ export default definePipeline({
       throw new UserError(`--hook ${cfg.hook} and --hook_name ${cfg.hook_name} disagree; give one of them`);
     }
     const hook = cfg.hook ?? cfg.hook_name;
-    return defer(() =>
-      buildTraining(cfg, ctx, {
-        hooks: (layer) => ({ hook_name: hook ?? `blocks.${layer}.hook_resid_pre` }),
-      }),
-    ).pipe(mergeMap((stream) => stream));
+    return trainSaes(cfg, ctx, {
+      hooks: (layer) => ({ hook_name: hook ?? `blocks.${layer}.hook_resid_pre` }),
+    });
   },
 });

@@ -1,8 +1,9 @@
 // Trains MLP transcoders: from the MLP's input (blocks.L.ln2.hook_normalized) to its output
 // (blocks.L.hook_mlp_out), optionally with a linear skip connection. SAELens cannot train these.
-import { defer, mergeMap } from 'rxjs';
+// The flow is gpt2-resid.ts's, reading two hooks per SAE.
 import { definePipeline, opt } from '../src/pipeline/index.js';
-import { buildTraining, trainingOptions } from '../src/stages/train/training-pipeline.js';
+import { trainingOptions } from '../src/stages/train/index.js';
+import { trainSaes } from './gpt2-resid.js';
 
 export default definePipeline({
   name: 'gpt2-transcoder',
@@ -12,14 +13,12 @@ export default definePipeline({
     skip_connection: opt.boolean(false, 'add a linear skip connection W_skip'),
   },
   build(cfg, ctx) {
-    return defer(() =>
-      buildTraining(cfg, ctx, {
-        hooks: (layer) => ({
-          hook_name: `blocks.${layer}.ln2.hook_normalized`,
-          hook_name_out: `blocks.${layer}.hook_mlp_out`,
-        }),
-        extra: { skip_connection: cfg.skip_connection },
+    return trainSaes(cfg, ctx, {
+      hooks: (layer) => ({
+        hook_name: `blocks.${layer}.ln2.hook_normalized`,
+        hook_name_out: `blocks.${layer}.hook_mlp_out`,
       }),
-    ).pipe(mergeMap((stream) => stream));
+      extra: { skip_connection: cfg.skip_connection },
+    });
   },
 });

@@ -55,7 +55,17 @@ export class SaeTrainer {
   /** Batches consumed (norm estimation and training). */
   batches = 0;
 
+  /** Steps and checkpoints run one at a time (downstream stages save while upstream ones train). */
+  private exclusive: Promise<unknown> = Promise.resolve();
+
   private constructor(readonly saes: TrainingSae[]) {}
+
+  /** Runs `fn` after every earlier step or save has finished, and before any later one starts. */
+  private serialised<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.exclusive.then(fn, fn);
+    this.exclusive = run.catch(() => undefined);
+    return run;
+  }
 
   /**
    * Validates the configs (UserError naming the field) and initialises every SAE on the step engine
@@ -226,7 +236,11 @@ export class SaeTrainer {
    * `trainSteps` call (so an engine with chunks takes several steps per run). Every batch is checked
    * before any SAE trains on the run it belongs to.
    */
-  async steps(batches: readonly TrainingBatch[]): Promise<TrainerStepResult[]> {
+  steps(batches: readonly TrainingBatch[]): Promise<TrainerStepResult[]> {
+    return this.serialised(() => this.stepsNow(batches));
+  }
+
+  private async stepsNow(batches: readonly TrainingBatch[]): Promise<TrainerStepResult[]> {
     const results: TrainerStepResult[] = [];
     let i = 0;
     while (i < batches.length) {
@@ -300,7 +314,11 @@ export class SaeTrainer {
    * the new one is complete. Refuses (UserError, nothing written) when a parameter is not finite, so a
    * diverged run never overwrites a good checkpoint. `trainerState: false` writes only the SAELens folders.
    */
-  async saveCheckpoint(dir: string, options: { trainerState?: boolean } = {}): Promise<void> {
+  saveCheckpoint(dir: string, options: { trainerState?: boolean } = {}): Promise<void> {
+    return this.serialised(() => this.saveNow(dir, options));
+  }
+
+  private async saveNow(dir: string, options: { trainerState?: boolean }): Promise<void> {
     const withState = options.trainerState ?? true;
     const snapshots = this.saes.map((sae) => {
       const params = sae.hostParams();

@@ -1,37 +1,29 @@
 import { defer, EMPTY, of, repeat, type Observable } from 'rxjs';
-import type { ActivationBatch } from '../../arrow/activation-batch.js';
 import { hookShape, parseHookName, readGpt2Config, type WeightProcessing } from '../../model/index.js';
 import type { RunContext } from '../../pipeline/define-pipeline.js';
 import { UserError } from '../../pipeline/errors.js';
-import { cacheReader, inspectActivationSource } from '../cache/index.js';
+import type { Flow } from '../../pipeline/flow.js';
+import { inspectActivationSource } from '../cache/index.js';
 import {
   loadActivationEngine,
-  modelActivations,
   resolveModelSource,
+  type ActivationEngine,
   type EngineName,
 } from '../model/index.js';
-import { documentSource, pack, tokenize } from '../text/index.js';
 
 export interface ActivationInputOptions {
   /** A cache directory or Parquet file/directory; when set, no model runs. */
   activations: string | null;
   model: string;
-  dataset: string;
   hooks: readonly string[];
   contextSize: number;
-  /** Context windows per model forward. */
-  batchSize: number;
-  prependBos: boolean;
-  disableConcatSequences: boolean;
   processing: WeightProcessing;
   engine: EngineName;
-  seed: number;
-  /** Start over when the data runs out (SAELens cycles its dataset); the consumer decides when to stop. */
-  loop: boolean;
 }
 
 export interface ActivationInput {
-  source: Observable<ActivationBatch>;
+  /** The loaded model, or null when the activations come from a cache. */
+  model: ActivationEngine | null;
   /** Width of each requested hook. */
   widths: Record<string, number>;
   /** Model name for SAE metadata (from the cache manifest when reading a cache). */
@@ -41,8 +33,9 @@ export interface ActivationInput {
 }
 
 /**
- * Where a training run's activations come from: a live model forward over a dataset, or a cache written
- * by cache-activations (or any Parquet file with one float-list column per hook). One option switches.
+ * Where a training run's activations come from: a model to run over a dataset, or a cache written by
+ * cache-activations (or any Parquet file with one float-list column per hook). One option switches; the
+ * pipeline file wires the stream.
  */
 export async function openActivationInput(
   o: ActivationInputOptions,
@@ -63,9 +56,8 @@ export async function openActivationInput(
     ctx.log.info(
       `activations: ${info.kind} ${o.activations} (${info.totalRows} tokens, ${info.files.length} files)`,
     );
-    const read = () => cacheReader({ path: o.activations as string, hooks: o.hooks, flow: ctx.flow });
     return {
-      source: o.loop ? loopUntilStopped(read, ctx) : read(),
+      model: null,
       widths,
       modelName: info.manifest?.model ?? 'unknown',
       dispose: () => undefined,
@@ -85,19 +77,8 @@ export async function openActivationInput(
     const point = parseHookName(model.config, hook);
     widths[hook] = hookShape(model.config, point.site, 1, 1).reduce((a, b) => a * b, 1);
   }
-  const forward = () =>
-    documentSource(o.dataset, { shuffle: true, seed: o.seed }, ctx.flow).pipe(
-      tokenize(),
-      pack({
-        contextSize: o.contextSize,
-        batchSize: o.batchSize,
-        prependBos: o.prependBos,
-        disableConcatSequences: o.disableConcatSequences,
-      }),
-      modelActivations({ model, hooks: o.hooks, flow: ctx.flow }),
-    );
   return {
-    source: o.loop ? loopUntilStopped(forward, ctx) : forward(),
+    model,
     widths,
     modelName: resolved.name,
     dispose: () => void model.dispose(),
@@ -111,7 +92,7 @@ export async function modelShape(spec: string): Promise<{ name: string; nLayer: 
   return { name: resolved.name, nLayer: config.nLayer, nEmbd: config.nEmbd };
 }
 
-/** Starts the stream over whenever it ends, until the run is asked to stop (Ctrl-C). */
-function loopUntilStopped<T>(make: () => Observable<T>, ctx: RunContext): Observable<T> {
-  return defer(make).pipe(repeat({ delay: () => (ctx.flow.stopped ? EMPTY : of(0)) }));
+/** Starts the stream over whenever it ends, until the run is asked to stop (SAELens cycles its data). */
+export function cycleUntilStopped<T>(make: () => Observable<T>, flow: Flow): Observable<T> {
+  return defer(make).pipe(repeat({ delay: () => (flow.stopped ? EMPTY : of(0)) }));
 }

@@ -1,16 +1,13 @@
 import path from 'node:path';
 import { existsSync } from 'node:fs';
-import { map, skip, takeWhile } from 'rxjs';
 import { WEIGHT_PROCESSINGS } from '../../model/index.js';
 import type { RunContext } from '../../pipeline/define-pipeline.js';
 import { UserError } from '../../pipeline/errors.js';
 import { opt, type ConfigOf } from '../../pipeline/options.js';
 import { SaeTrainer, TRAINER_MANIFEST, architectureNames, architectureOf } from '../../sae/index.js';
-import { ENGINES } from '../model/index.js';
+import { ENGINES, type ActivationEngine } from '../model/index.js';
 import { GPT2_BOS_ID } from '../text/index.js';
-import { activationStore } from '../store/index.js';
 import { modelShape, openActivationInput } from './activation-input.js';
-import { saeTraining } from './sae-training.js';
 
 /** Options shared by the SAE and transcoder training pipelines; SAE options use SAELens's names. */
 export const trainingOptions = {
@@ -106,12 +103,32 @@ export interface TrainingKind {
   extra?: Record<string, unknown>;
 }
 
-/** Builds the SAE configs (base options, then each `saes` override) and the stream that trains them. */
-export async function buildTraining(
+/** What a training pipeline wires together: the trainer, the hooks it reads and where they come from. */
+export interface PreparedTraining {
+  trainer: SaeTrainer;
+  /** Every hook some SAE reads, in first-use order. */
+  hooks: string[];
+  /** The model to run over the dataset, or null when the activations come from a cache. */
+  model: ActivationEngine | null;
+  checkpointDir: string;
+  outputDir: string;
+  /** Training batches a resumed run skips (the checkpoint has consumed them). */
+  resumeBatches: number;
+  /** Tokens the activation store leaves out (BOS). */
+  excludeTokenIds: number[];
+  /** Releases the model and the trainer. */
+  dispose(): void;
+}
+
+/**
+ * Builds the SAE configs (base options, then each `saes` override), loads the model or inspects the cache,
+ * and creates or resumes the trainer.
+ */
+export async function prepareTraining(
   cfg: TrainingConfig & Record<string, unknown>,
   ctx: RunContext,
   kind: TrainingKind,
-) {
+): Promise<PreparedTraining> {
   const usingModel = cfg.activations === null;
   const shape = usingModel ? await modelShape(cfg.model) : null;
   const gpt2Like = shape !== null && shape.nLayer === 12 && shape.nEmbd === 768;
@@ -167,85 +184,69 @@ export async function buildTraining(
     {
       activations: cfg.activations,
       model: cfg.model,
-      dataset: cfg.dataset,
       hooks,
       contextSize: cfg.context_size,
-      batchSize: cfg.store_batch_size_prompts,
-      prependBos: cfg.prepend_bos,
-      disableConcatSequences: cfg.disable_concat_sequences,
       processing: cfg.processing,
       engine: cfg.engine,
-      seed: cfg.seed,
-      loop: true,
     },
     ctx,
   );
-  const configs = drafts.map((d, i) => {
-    const dIn = input.widths[d.hook_name as string] as number;
-    const dOut = d.hook_name_out ? input.widths[d.hook_name_out as string] : undefined;
-    const dSae = (d.d_sae as number | undefined) ?? cfg.d_sae ?? (gpt2Like ? 16 : 8) * dIn;
-    const arch = d.architecture as string;
+  try {
+    const configs = drafts.map((d, i) => {
+      const dIn = input.widths[d.hook_name as string] as number;
+      const dOut = d.hook_name_out ? input.widths[d.hook_name_out as string] : undefined;
+      const dSae = (d.d_sae as number | undefined) ?? cfg.d_sae ?? (gpt2Like ? 16 : 8) * dIn;
+      const arch = d.architecture as string;
+      return {
+        name:
+          (d.name as string | undefined) ??
+          (drafts.length === 1 ? `${arch}-${d.hook_name}` : `${i}-${arch}-${d.hook_name}`),
+        d_in: dIn,
+        ...(dOut !== undefined ? { d_out: dOut } : {}),
+        d_sae: dSae,
+        ...d,
+        metadata: {
+          model_name: input.modelName,
+          hook_name: d.hook_name,
+          context_size: cfg.context_size,
+          prepend_bos: cfg.prepend_bos,
+          dataset_path: cfg.activations ?? cfg.dataset,
+          exclude_special_tokens: cfg.exclude_special_tokens,
+        },
+      };
+    });
+
+    const checkpointDir = path.join(ctx.runDir, 'checkpoint');
+    const resuming = ctx.resume && existsSync(path.join(checkpointDir, TRAINER_MANIFEST));
+    const trainer = resuming
+      ? await SaeTrainer.resume(checkpointDir, { configs, engine: cfg.engine })
+      : SaeTrainer.create(configs, { engine: cfg.engine });
+    trainer.checkHookWidths(input.widths, cfg.activations ?? `the model's hooks`);
+    for (const c of trainer.configs) {
+      ctx.log.info(
+        `SAE ${c.name}: ${c.architecture} ${c.hook_name}${c.d_out ? ` -> ${c.d_out}` : ''}, d_in ${c.d_in}, d_sae ${c.d_sae}, ${c.training_tokens} tokens`,
+      );
+    }
+    if (resuming)
+      ctx.log.info(
+        `resuming from ${checkpointDir} after ${trainer.batches} batches (replaying the activation stream to that point)`,
+      );
+    ctx.progress.setTotal(Math.max(...trainer.configs.map((c) => c.training_tokens)));
     return {
-      name:
-        (d.name as string | undefined) ??
-        (drafts.length === 1 ? `${arch}-${d.hook_name}` : `${i}-${arch}-${d.hook_name}`),
-      d_in: dIn,
-      ...(dOut !== undefined ? { d_out: dOut } : {}),
-      d_sae: dSae,
-      ...d,
-      metadata: {
-        model_name: input.modelName,
-        hook_name: d.hook_name,
-        context_size: cfg.context_size,
-        prepend_bos: cfg.prepend_bos,
-        dataset_path: cfg.activations ?? cfg.dataset,
-        exclude_special_tokens: cfg.exclude_special_tokens,
-      },
-    };
-  });
-
-  const checkpointDir = path.join(ctx.runDir, 'checkpoint');
-  const resuming = ctx.resume && existsSync(path.join(checkpointDir, TRAINER_MANIFEST));
-  const trainer = resuming
-    ? await SaeTrainer.resume(checkpointDir, { configs, engine: cfg.engine })
-    : SaeTrainer.create(configs, { engine: cfg.engine });
-  trainer.checkHookWidths(input.widths, cfg.activations ?? `the model's hooks`);
-  for (const c of trainer.configs) {
-    ctx.log.info(
-      `SAE ${c.name}: ${c.architecture} ${c.hook_name}${c.d_out ? ` -> ${c.d_out}` : ''}, d_in ${c.d_in}, d_sae ${c.d_sae}, ${c.training_tokens} tokens`,
-    );
-  }
-  if (resuming)
-    ctx.log.info(
-      `resuming from ${checkpointDir} after ${trainer.batches} batches (replaying the activation stream to that point)`,
-    );
-  ctx.progress.setTotal(Math.max(...trainer.configs.map((c) => c.training_tokens)));
-  const skipped = trainer.batches;
-
-  return input.source.pipe(
-    activationStore({
-      hooks,
-      trainBatchSizeTokens: cfg.train_batch_size_tokens,
-      nBatchesInBuffer: cfg.n_batches_in_buffer,
-      seed: cfg.seed,
-      excludeTokenIds: cfg.exclude_special_tokens ? [GPT2_BOS_ID] : [],
-    }),
-    skip(skipped),
-    takeWhile(() => !trainer.done && !ctx.flow.stopped),
-    saeTraining({
       trainer,
+      hooks,
+      model: input.model,
       checkpointDir,
       outputDir: path.join(ctx.runDir, 'saes'),
-      checkpointEveryTokens: cfg.checkpoint_every_tokens,
-      flow: ctx.flow,
-      progress: ctx.progress,
-      metrics: ctx.metrics,
-      log: ctx.log,
-    }),
-    map((summary) => {
-      input.dispose();
-      trainer.dispose();
-      return summary;
-    }),
-  );
+      resumeBatches: trainer.batches,
+      excludeTokenIds: cfg.exclude_special_tokens ? [GPT2_BOS_ID] : [],
+      dispose: () => {
+        input.dispose();
+        trainer.dispose();
+      },
+    };
+  } catch (e) {
+    input.dispose();
+    throw e;
+  }
 }

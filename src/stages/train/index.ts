@@ -1,0 +1,11 @@
+export { cycleUntilStopped, modelShape, openActivationInput } from './activation-input.js';
+export type { ActivationInput, ActivationInputOptions } from './activation-input.js';
+export { checkpointEvery } from './checkpoint-every.js';
+export { finishTraining } from './finish-training.js';
+export type { TrainingSummary } from './finish-training.js';
+export { recordStepMetrics } from './record-step-metrics.js';
+export { reportTrainingProgress } from './report-training-progress.js';
+export { trainSteps } from './train-steps.js';
+export type { TrainingStep } from './train-steps.js';
+export { prepareTraining, trainingOptions } from './training-pipeline.js';
+export type { PreparedTraining, TrainingConfig, TrainingKind } from './training-pipeline.js';
