@@ -68,27 +68,32 @@ export function linearGrads<T>(
   o: Ops<T>,
   p: ParamValues<T>,
   cfg: SaeTrainingConfig,
-  io: { x: T; xc: T },
-  terms: readonly DecoderTerm<T>[],
-  dPre: T,
-  dPreSum: T,
-  extraWDec: readonly T[] = [],
+  g: {
+    /** The (normalised) input and its centred form, the encoder's input. */
+    x: T;
+    xc: T;
+    terms: readonly DecoderTerm<T>[];
+    dPre: T;
+    dPreSum: T;
+    extraWDec?: readonly T[];
+  },
 ): ParamValues<T> {
+  const { terms, dPre, dPreSum } = g;
   let wDec: T | undefined;
   // Gemm's bias input accumulates the terms: Σ_i Gᵢᵀ actsᵢ without separate adds.
   for (const t of terms)
     wDec = o.matMul(t.grad, t.acts, { transA: true, ...(wDec === undefined ? {} : { bias: wDec }) });
-  for (const extra of extraWDec) wDec = o.add(wDec!, extra);
+  for (const extra of g.extraWDec ?? []) wDec = o.add(wDec!, extra);
   let bDec = terms.map((t) => o.sum(t.grad, 0)).reduce((acc, s) => o.add(acc, s));
-  const grads: ParamValues<T> = { W_dec: wDec!, W_enc: o.matMul(io.xc, dPre, { transA: true }) };
+  const grads: ParamValues<T> = { W_dec: wDec!, W_enc: o.matMul(g.xc, dPre, { transA: true }) };
   if (p.W_skip !== undefined) {
     const skipGrads = terms.filter((t) => t.skip).map((t) => t.grad);
     grads.W_skip =
       skipGrads.length === 0
         ? o.zerosLike(p.W_skip)
         : o.matMul(
-            io.x,
-            skipGrads.reduce((acc, g) => o.add(acc, g)),
+            g.x,
+            skipGrads.reduce((acc, t) => o.add(acc, t)),
             { transA: true },
           );
   }

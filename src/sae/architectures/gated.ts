@@ -16,6 +16,7 @@ import {
   normPenaltyGrad,
   squaredError,
 } from './common.js';
+import { L1_PENALTY } from './standard.js';
 import { param } from './types.js';
 import { copy } from '../host-tensor.js';
 import type { Architecture, InferenceEncoder } from './types.js';
@@ -32,11 +33,7 @@ export const gatedEncoder: InferenceEncoder = {
 
 export const gated: Architecture = {
   name: 'gated',
-  options: {
-    l1_coefficient: { kind: { type: 'number', min: 0 }, default: 1.0 },
-    l1_warm_up_steps: { kind: { type: 'int', min: 0 }, default: 0 },
-  },
-  coefficient: { name: 'l1', value: 'l1_coefficient', warmUpSteps: 'l1_warm_up_steps' },
+  ...L1_PENALTY,
   savedEncoder: 'gated',
   savedTensors: (get) => ({
     b_gate: copy(get('b_gate')),
@@ -70,9 +67,14 @@ export const gated: Architecture = {
       { acts: f, grad: mse.grad, skip: true },
       { acts: gate, grad: aux.grad, skip: true },
     ];
-    const grads = linearGrads(o, p, cfg, { x: input.x, xc }, terms, dPre, o.sum(dPre, 0), [
-      normPenaltyGrad(o, param(p, 'W_dec'), norms, o.mul(gSum, c)),
-    ]);
+    const grads = linearGrads(o, p, cfg, {
+      x: input.x,
+      xc,
+      terms,
+      dPre,
+      dPreSum: o.sum(dPre, 0),
+      extraWDec: [normPenaltyGrad(o, param(p, 'W_dec'), norms, o.mul(gSum, c))],
+    });
     return {
       losses: [
         ['mse_loss', mse.loss],

@@ -51,15 +51,8 @@ export const jumprelu: Architecture = {
     const dF = actsGrad(o, p, mse.grad);
     const dPre = o.mul(dF, firing);
     const bEnc = o.sum(dPre, 0);
-    const grads = linearGrads(
-      o,
-      p,
-      cfg,
-      { x: input.x, xc },
-      [{ acts: f, grad: mse.grad, skip: true }],
-      dPre,
-      bEnc,
-    );
+    const terms = [{ acts: f, grad: mse.grad, skip: true }];
+    const grads = linearGrads(o, p, cfg, { x: input.x, xc, terms, dPre, dPreSum: bEnc });
     const eps = o.scalar(cfg.jumprelu_bandwidth);
     const kernel = o.less(o.abs(o.div(o.sub(h, theta), eps)), o.scalar(0.5));
     // ∂L/∂θ = -(θ/ε) Σ_b K·∂L/∂f - (c/ε) Σ_b K

@@ -24,13 +24,18 @@ export const standardEncoder: InferenceEncoder = {
   encode: (o, w, xc) => o.relu(o.matMul(xc, w('W_enc'), { bias: w('b_enc') })),
 };
 
-export const standard: Architecture = {
-  name: 'standard',
+/** The L1 penalty's options and coefficient, shared with gated. */
+export const L1_PENALTY: Pick<Architecture, 'options' | 'coefficient'> = {
   options: {
     l1_coefficient: { kind: { type: 'number', min: 0 }, default: 1.0 },
     l1_warm_up_steps: { kind: { type: 'int', min: 0 }, default: 0 },
   },
   coefficient: { name: 'l1', value: 'l1_coefficient', warmUpSteps: 'l1_warm_up_steps' },
+};
+
+export const standard: Architecture = {
+  name: 'standard',
+  ...L1_PENALTY,
   savedEncoder: 'standard',
   savedTensors: (get) => ({ b_enc: copy(get('b_enc')) }),
   encoder: standardEncoder,
@@ -49,16 +54,14 @@ export const standard: Architecture = {
     const firing = o.greater(f, o.scalar(0));
     const dPre = o.mul(actsGrad(o, p, mse.grad, o.mul(norms, c)), firing);
     const bEnc = o.sum(dPre, 0);
-    const grads = linearGrads(
-      o,
-      p,
-      cfg,
-      { x: input.x, xc },
-      [{ acts: f, grad: mse.grad, skip: true }],
+    const grads = linearGrads(o, p, cfg, {
+      x: input.x,
+      xc,
+      terms: [{ acts: f, grad: mse.grad, skip: true }],
       dPre,
-      bEnc,
-      [normPenaltyGrad(o, param(p, 'W_dec'), norms, o.mul(fSum, c))],
-    );
+      dPreSum: bEnc,
+      extraWDec: [normPenaltyGrad(o, param(p, 'W_dec'), norms, o.mul(fSum, c))],
+    });
     return {
       losses: [
         ['mse_loss', mse.loss],

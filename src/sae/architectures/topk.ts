@@ -141,7 +141,7 @@ export function topKFamily(spec: TopKFamilySpec): Architecture {
         dPre = o.add(dPre, o.mul(actsGrad(o, p, level.grad), o.mul(firing, prefix)));
       }
       const bEnc = o.sum(dPre, 0);
-      const grads = linearGrads(o, p, cfg, { x: input.x, xc }, terms, dPre, bEnc);
+      const grads = linearGrads(o, p, cfg, { x: input.x, xc, terms, dPre, dPreSum: bEnc });
       const stats: [string, T][] = [];
       if (spec.batchSelection) {
         // Smallest positive activation f: zeros are lifted to 1e30 (1e30 means nothing fired).
