@@ -252,9 +252,9 @@ describe('op layer: onnx and tfjs backends agree', () => {
         st += X[(1 * 3 + 2) * 4 + k]! * WT[n * 4 + k]!;
       }
       expect(out.plain!.data[(1 * 3 + 2) * 5 + n]).toBeCloseTo(s, 5);
-      expect(out.biased!.data[(1 * 3 + 2) * 5 + n]).toBeCloseTo(s + bias.data[n]!, 5);
+      expect(out.biased!.data[(1 * 3 + 2) * 5 + n]).toBeCloseTo(s + (bias.data as Float32Array)[n]!, 5);
       expect(out.t1!.data[(1 * 3 + 2) * 5 + n]).toBeCloseTo(st, 5);
-      expect(out.t2!.data[(1 * 3 + 2) * 5 + n]).toBeCloseTo(st + bias.data[n]!, 5);
+      expect(out.t2!.data[(1 * 3 + 2) * 5 + n]).toBeCloseTo(st + (bias.data as Float32Array)[n]!, 5);
     }
   });
 });
