@@ -37,12 +37,13 @@ export function onnxUnavailable(): Promise<string | null> {
 export async function resolveEngine(
   choice: EngineChoice,
   log: (message: string) => void = () => undefined,
+  probeOnnx: () => Promise<string | null> = onnxUnavailable,
 ): Promise<ModelEngineName> {
   if (choice !== 'auto') {
     log(`engine: ${choice} (requested)`);
     return choice;
   }
-  const why = await onnxUnavailable();
+  const why = await probeOnnx();
   if (why === null) {
     log('engine: onnx (auto: onnxruntime-node runs here)');
     return 'onnx';
