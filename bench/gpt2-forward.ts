@@ -11,8 +11,9 @@
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { pythonsWithTorch, runTorch } from './torch-baseline.js';
-import { Gpt2Onnx } from '../src/engine/onnx/gpt2-onnx.js';
-import { Gpt2Model, type Gpt2Config, type Gpt2Weights } from '../src/model/index.js';
+import { OnnxRunner } from '../src/engine/onnx/onnx-runner.js';
+import { GPT2_HOOKS, Model, TfjsRunner, gpt2Family } from '../src/model/index.js';
+import type { Gpt2Weights, ModelConfig } from '../src/model/index.js';
 import { selectBackend } from '../src/pipeline/backend.js';
 import { Mulberry32 } from '../src/util/random.js';
 
@@ -32,19 +33,23 @@ const context = Number(values.context);
 const stopLayer = Number(values.stop_layer);
 const iters = Number(values.iters);
 
-const config: Gpt2Config = {
-  nLayer: 12,
-  nHead: 12,
-  nEmbd: 768,
-  nPositions: 1024,
+const config: ModelConfig = {
+  family: 'gpt2',
+  nLayers: 12,
+  nHeads: 12,
+  nKvHeads: 12,
+  dModel: 768,
+  nCtx: 1024,
   vocabSize: 50257,
-  layerNormEpsilon: 1e-5,
-  activationFunction: 'gelu_new',
+  eps: 1e-5,
+  act: 'gelu_new',
   dHead: 64,
   dMlp: 3072,
+  hooks: GPT2_HOOKS,
+  extra: {},
 };
 
-function randomWeights(c: Gpt2Config): Gpt2Weights {
+function randomWeights(c: ModelConfig): Gpt2Weights {
   const rng = new Mulberry32(0);
   const normal = (n: number, std = 0.02) => {
     const a = new Float32Array(n);
@@ -52,14 +57,14 @@ function randomWeights(c: Gpt2Config): Gpt2Weights {
     return a;
   };
   const ones = (n: number) => new Float32Array(n).fill(1);
-  const d = c.nEmbd;
+  const d = c.dModel;
   const wte = normal(c.vocabSize * d);
   return {
     wte,
     unembed: wte,
-    wpe: normal(c.nPositions * d, 0.01),
+    wpe: normal(c.nCtx * d, 0.01),
     lnFinal: { weight: ones(d), bias: new Float32Array(d) },
-    blocks: Array.from({ length: c.nLayer }, () => ({
+    blocks: Array.from({ length: c.nLayers }, () => ({
       ln1: { weight: ones(d), bias: new Float32Array(d) },
       attnQkv: { weight: normal(d * 3 * d), bias: new Float32Array(3 * d) },
       attnOut: { weight: normal(d * d), bias: new Float32Array(d) },
@@ -76,7 +81,7 @@ const trng = new Mulberry32(1);
 for (let i = 0; i < tokens.length; i++) tokens[i] = Math.floor(trng.next() * config.vocabSize);
 
 const results: Array<{ engine: string; tokens_per_s: number; detail: string }> = [];
-const weights = randomWeights(config);
+const model = Model.bind(gpt2Family, config, randomWeights(config));
 const run = { data: tokens, shape: [batch, context] as [number, number] };
 /** The first engine's activation: every later engine is checked against it, so a fast wrong engine shows. */
 let baseline: Float32Array | undefined;
@@ -97,16 +102,16 @@ for (const name of values.backends.split(',')) {
   let label: string;
   let detail: string;
   if (name === 'onnx') {
-    const engine = new Gpt2Onnx(config, weights);
+    const engine = new OnnxRunner(model);
     forward = async () => (await engine.runWithHooks(run, { hooks: [hook] })).activations.get(hook)!.data;
     release = () => engine.dispose();
     label = 'saeflow onnxruntime-node';
     detail = `${availableParallelism()} intra-op threads`;
   } else {
     const info = await selectBackend(name as 'wasm' | 'cpu' | 'tensorflow');
-    const model = Gpt2Model.create(config, weights, {});
-    forward = async () => (await model.runWithHooks(run, { hooks: [hook] })).activations.get(hook)!.data;
-    release = () => model.dispose();
+    const runner = TfjsRunner.create(model);
+    forward = async () => (await runner.runWithHooks(run, { hooks: [hook] })).activations.get(hook)!.data;
+    release = () => runner.dispose();
     label = `saeflow tfjs-${info.name}`;
     detail = `${info.threads} thread(s)`;
   }

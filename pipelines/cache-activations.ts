@@ -38,8 +38,8 @@ export default definePipeline({
     ),
     engine: opt.choice(
       ENGINES,
-      'tfjs',
-      'model engine: tfjs (TensorFlow.js) or onnx (onnxruntime, ~8x faster on CPU)',
+      'auto',
+      'model engine: onnx (onnxruntime, ~8x faster on CPU), tfjs (TensorFlow.js), or auto (onnx where onnxruntime runs)',
     ),
     processing: opt.choice(
       WEIGHT_PROCESSINGS,
@@ -57,10 +57,14 @@ export default definePipeline({
   async build(cfg, ctx) {
     const source = await resolveModelSource(cfg.model);
     ctx.log.info(`model: ${source.description}`);
-    const model = await loadActivationEngine(source.dir, { engine: cfg.engine, processing: cfg.processing });
-    if (cfg.context_size > model.config.nPositions) {
+    const model = await loadActivationEngine(source.dir, {
+      engine: cfg.engine,
+      processing: cfg.processing,
+      log: (m) => ctx.log.info(m),
+    });
+    if (cfg.context_size > model.config.nCtx) {
       throw new UserError(
-        `--context_size ${cfg.context_size} exceeds the model's n_positions (${model.config.nPositions})`,
+        `--context_size ${cfg.context_size} exceeds the model's n_positions (${model.config.nCtx})`,
       );
     }
     const resume = openCacheForResume(ctx.runDir);

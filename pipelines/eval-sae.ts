@@ -10,7 +10,6 @@ import path from 'node:path';
 import { concat, defer, EMPTY, finalize, ignoreElements } from 'rxjs';
 import {
   DashboardCollector,
-  EVAL_ENGINES,
   SaeEvaluator,
   dashboardContexts,
   describeEvalModel,
@@ -24,6 +23,7 @@ import {
   writeEvalOutputs,
 } from '../src/eval/index.js';
 import type { FeatureContexts, SaeEvalResult } from '../src/eval/index.js';
+import { ENGINES, resolveEngine } from '../src/engine/engines.js';
 import { WEIGHT_PROCESSINGS } from '../src/model/index.js';
 import { definePipeline, opt, trackProgress, UserError } from '../src/pipeline/index.js';
 import { renderReport, REPORT_HTML } from '../src/report/index.js';
@@ -52,9 +52,9 @@ export default definePipeline({
       'model weight processing (as the SAEs were trained with)',
     ),
     engine: opt.choice(
-      EVAL_ENGINES,
-      'tfjs',
-      'model engine: tfjs (TensorFlow.js) or onnx (onnxruntime: SAEs, losses and KL in its graph, much faster on CPU)',
+      ENGINES,
+      'auto',
+      'model engine: onnx (onnxruntime: SAEs, losses and KL in its graph, much faster on CPU), tfjs (TensorFlow.js), or auto (onnx where onnxruntime runs)',
     ),
     context_size: opt.nullable(
       opt.int(128, "tokens per context window (default: the SAEs' context_size, else 128)", { min: 2 }),
@@ -117,7 +117,8 @@ export default definePipeline({
       );
       const excluded = cfg.exclude_special_tokens ? [GPT2_BOS_ID] : [];
       const layers = new Set(targets.flatMap((t) => (t.hookOut.layer === null ? [] : [t.hookOut.layer])));
-      const { model, unembed } = await loadEvalModel(described, cfg.processing, layers, cfg.engine);
+      const engine = await resolveEngine(cfg.engine, (m) => ctx.log.info(m));
+      const { model, unembed } = await loadEvalModel(described, cfg.processing, layers, engine);
       disposeModel = () => model.dispose();
 
       const windows = Math.ceil(cfg.n_eval_tokens / contextSize);

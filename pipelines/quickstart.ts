@@ -37,7 +37,7 @@ export default definePipeline({
           model: cfg.model,
           dataset: cfg.dataset,
           layer: cfg.layer,
-          engine: 'onnx',
+          engine: 'auto',
           d_sae: cfg.d_sae,
           lr: cfg.lr,
           training_tokens: cfg.training_tokens,
@@ -56,8 +56,8 @@ export default definePipeline({
           ...defaultsOf(evalSae.config),
           sae: [path.join(ctx.runDir, 'saes')],
           model: cfg.model,
-          // onnxruntime evaluates the SAEs in its graph, without shipping full logits to the host (~20x faster).
-          engine: 'onnx',
+          // onnxruntime (auto's choice) evaluates the SAEs in its graph, without shipping full logits to the host.
+          engine: 'auto',
           dataset: cfg.eval_dataset,
           n_eval_tokens: cfg.n_eval_tokens,
           n_dashboard_features: cfg.n_dashboard_features,

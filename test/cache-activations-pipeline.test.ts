@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -82,7 +82,8 @@ describe('pipelines/cache-activations.ts', () => {
     // Interrupt once the first shard is on disk.
     await new Promise<void>((resolve) => {
       const poll = setInterval(() => {
-        if (readdirSync(part).some((f) => f === 'shard-00001.parquet')) {
+        // The runner creates the run directory once the pipeline file is loaded, which may take a while.
+        if (existsSync(part) && readdirSync(part).some((f) => f === 'shard-00001.parquet')) {
           clearInterval(poll);
           signals.emit('SIGINT');
           resolve();

@@ -7,10 +7,10 @@ import { readFileSync } from 'node:fs';
 import { EventEmitter } from 'node:events';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { Gpt2Onnx } from '../src/engine/onnx/gpt2-onnx.js';
-import { OnnxEvalEngine, SaeEvaluator, findSaeFolders, loadEvalTargets } from '../src/eval/index.js';
+import { OnnxRunner } from '../src/engine/onnx/onnx-runner.js';
+import { ModelEvalEngine, SaeEvaluator, findSaeFolders, loadEvalTargets } from '../src/eval/index.js';
 import type { EvalEngine, EvalTarget, SaeEvalResult } from '../src/eval/index.js';
-import { Gpt2Model, loadGpt2Weights, readGpt2Config } from '../src/model/index.js';
+import { Model, TfjsRunner, gpt2Family, loadGpt2Weights, readModelConfig } from '../src/model/index.js';
 import { selectBackend } from '../src/pipeline/backend.js';
 import { parseCliArgs } from '../src/pipeline/cli-args.js';
 import { runPipeline, type RunnerIo } from '../src/pipeline/runner.js';
@@ -21,19 +21,20 @@ import { MODEL_F32 } from './gpt2-fixture.js';
 import { randomSae } from './replacement-helpers.js';
 import type { RandomSaeOptions } from './replacement-helpers.js';
 
-let tfjsModel: Gpt2Model;
-let onnxModel: Gpt2Onnx;
+let tfjsModel: TfjsRunner;
+let onnxModel: OnnxRunner;
 let onnx: EvalEngine;
 let dir: string;
 const loaded: EvalTarget[] = [];
 
 beforeAll(async () => {
   await selectBackend('wasm');
-  const config = await readGpt2Config(MODEL_F32);
+  const config = await readModelConfig(MODEL_F32);
   const weights = await loadGpt2Weights(MODEL_F32, config);
-  tfjsModel = Gpt2Model.create(config, weights);
-  onnxModel = new Gpt2Onnx(config, weights, { threads: 2 });
-  onnx = new OnnxEvalEngine(onnxModel);
+  const model = Model.bind(gpt2Family, config, weights);
+  tfjsModel = TfjsRunner.create(model);
+  onnxModel = new OnnxRunner(model, { threads: 2 });
+  onnx = new ModelEvalEngine(onnxModel);
   dir = tempDir('eval-engines');
   await writeRandomSae('standard', { architecture: 'standard', hook: 'blocks.0.hook_resid_post', seed: 1 });
   await writeRandomSae('topk', { architecture: 'topk', hook: 'blocks.1.hook_resid_pre', k: 6, seed: 2 });
@@ -66,7 +67,7 @@ async function targets(...folders: string[]): Promise<EvalTarget[]> {
 }
 
 async function evaluate(
-  model: Gpt2Model | EvalEngine,
+  model: TfjsRunner | EvalEngine,
   ts: EvalTarget[],
   batches: TokenBatch[],
   options: { excludeTokenIds?: number[]; computeKl?: boolean } = {},
@@ -141,7 +142,7 @@ describe('SaeEvaluator: onnx engine against tfjs', () => {
     const oneSae = Math.max(
       ...ts.map((t) => Object.values(t.tensors).reduce((n, w) => n + w.data.byteLength, 0)),
     );
-    const split = new OnnxEvalEngine(onnxModel, { graphWeightLimit: onnxModel.weightBytes + oneSae });
+    const split = new ModelEvalEngine(onnxModel, { graphWeightLimit: onnxModel.weightBytes + oneSae });
     const calls = vi.spyOn(onnxModel, 'runVariants');
     const apart = await evaluate(split, ts, batches);
     expect(calls).toHaveBeenCalledTimes(3);

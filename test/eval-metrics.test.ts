@@ -17,7 +17,7 @@ import type { EvalTarget, UnembedWeights } from '../src/eval/index.js';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { tempDir } from './eval-helpers.js';
-import { parseHookName, parseGpt2Config } from '../src/model/index.js';
+import { parseHookName, parseModelConfig } from '../src/model/index.js';
 import { UserError } from '../src/pipeline/errors.js';
 
 const f32 = (xs: number[]) => Float32Array.from(xs);
@@ -253,7 +253,7 @@ describe('selectDashboardFeatures', () => {
 });
 
 describe('logit effects', () => {
-  const config = parseGpt2Config(
+  const config = parseModelConfig(
     { model_type: 'gpt2', n_layer: 1, n_head: 1, n_embd: 2, n_positions: 4, vocab_size: 5 },
     'config.json',
   );
@@ -292,7 +292,7 @@ describe('logit effects', () => {
 });
 
 describe('resolveWindowing', () => {
-  const model = parseGpt2Config(
+  const model = parseModelConfig(
     { model_type: 'gpt2', n_layer: 1, n_head: 1, n_embd: 2, n_positions: 64, vocab_size: 5 },
     'config.json',
   );

@@ -16,7 +16,7 @@ import {
   selectDashboardFeatures,
 } from '../src/eval/index.js';
 import type { EvalTarget, SaeEvalResult } from '../src/eval/index.js';
-import { loadGpt2, type Gpt2Model } from '../src/model/index.js';
+import { loadTfjsModel, type TfjsRunner } from '../src/model/index.js';
 import { selectBackend } from '../src/pipeline/backend.js';
 import { UserError } from '../src/pipeline/errors.js';
 import { Sae } from '../src/sae/index.js';
@@ -31,13 +31,13 @@ import {
 } from './eval-helpers.js';
 import { loadReference, MODEL_F32, ref } from './gpt2-fixture.js';
 
-let model: Gpt2Model;
+let model: TfjsRunner;
 let dir: string;
 const loaded: EvalTarget[] = [];
 
 beforeAll(async () => {
   await selectBackend('wasm');
-  model = await loadGpt2(MODEL_F32);
+  model = await loadTfjsModel(MODEL_F32);
   dir = tempDir('eval-model');
 });
 afterAll(() => {

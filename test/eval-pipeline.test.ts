@@ -6,7 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { EventEmitter } from 'node:events';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { loadGpt2 } from '../src/model/index.js';
+import { loadTfjsModel } from '../src/model/index.js';
 import { selectBackend } from '../src/pipeline/backend.js';
 import { parseCliArgs } from '../src/pipeline/cli-args.js';
 import { UserError } from '../src/pipeline/errors.js';
@@ -38,7 +38,7 @@ let dataset: string;
 /** Trains four SAEs for a few steps on fixture activations and saves them as a training run would. */
 beforeAll(async () => {
   await selectBackend('wasm');
-  const model = await loadGpt2(MODEL_F32);
+  const model = await loadTfjsModel(MODEL_F32);
   trainRun = tempDir('eval-train');
   const rows = 8 * SEQ;
   const base = { train_batch_size_tokens: rows, training_tokens: rows * 6, lr: 3e-3, d_in: 64 };

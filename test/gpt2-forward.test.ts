@@ -10,8 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bfloat16ToFloat32, float32ToBfloat16 } from '../src/io/float16.js';
 import { writeSafetensors } from '../src/io/safetensors.js';
 import type { Tensor } from '../src/io/safetensors.js';
-import { listHookNames, loadGpt2, readGpt2Config } from '../src/model/index.js';
-import type { Gpt2Model, RunResult } from '../src/model/index.js';
+import { listHookNames, loadTfjsModel, readModelConfig } from '../src/model/index.js';
+import type { TfjsRunner, RunResult } from '../src/model/index.js';
 import { selectBackend } from '../src/pipeline/backend.js';
 import {
   MODEL_F16,
@@ -36,13 +36,13 @@ beforeAll(async () => {
   await selectBackend('cpu');
   tmp = await mkdtemp(path.join(tmpdir(), 'gpt2-forward-'));
   reference = await loadReference();
-  hookNames = listHookNames(await readGpt2Config(MODEL_F32));
+  hookNames = listHookNames(await readModelConfig(MODEL_F32));
 });
 afterAll(async () => {
   await rm(tmp, { recursive: true, force: true });
 });
 
-async function runAll(model: Gpt2Model, tokens = reference.tokens): Promise<RunResult> {
+async function runAll(model: TfjsRunner, tokens = reference.tokens): Promise<RunResult> {
   return model.runWithHooks(tokens, { hooks: '*', returnLogits: true, returnLoss: true });
 }
 
@@ -67,12 +67,13 @@ function expectMatchesReference(
 
 describe('GPT-2 forward vs Hugging Face', () => {
   it('float32 weights with the transformer. prefix: every hook, logits and loss', async () => {
-    const model = await loadGpt2(MODEL_F32);
+    const model = await loadTfjsModel(MODEL_F32);
     try {
       expect(model.config).toMatchObject({
-        nLayer: 2,
-        nHead: 4,
-        nEmbd: 64,
+        family: 'gpt2',
+        nLayers: 2,
+        nHeads: 4,
+        dModel: 64,
         dHead: 16,
         dMlp: 256,
         vocabSize: 1000,
@@ -87,7 +88,7 @@ describe('GPT-2 forward vs Hugging Face', () => {
   });
 
   it('float16 weights without the prefix, with the attn.bias mask buffers', async () => {
-    const model = await loadGpt2(MODEL_F16);
+    const model = await loadTfjsModel(MODEL_F16);
     try {
       expectMatchesReference(await runAll(model));
     } finally {
@@ -105,7 +106,7 @@ describe('GPT-2 forward vs Hugging Face', () => {
       expect(relErr(bfloat16ToFloat32(bits), f32)).toBe(0);
       bf16.set(name, { dtype: 'BF16', shape: t.shape, data: bits });
     }
-    const model = await loadGpt2(await writeModelDir(path.join(tmp, 'bf16'), bf16, config));
+    const model = await loadTfjsModel(await writeModelDir(path.join(tmp, 'bf16'), bf16, config));
     try {
       expectMatchesReference(await runAll(model));
     } finally {
@@ -133,7 +134,7 @@ describe('GPT-2 forward vs Hugging Face', () => {
       path.join(dir, 'model.safetensors.index.json'),
       JSON.stringify({ weight_map: weightMap }),
     );
-    const model = await loadGpt2(dir);
+    const model = await loadTfjsModel(dir);
     try {
       expectMatchesReference(await runAll(model));
     } finally {
@@ -142,7 +143,7 @@ describe('GPT-2 forward vs Hugging Face', () => {
   });
 
   it('each sequence alone gives its row of the batch result (no mixing across the batch)', async () => {
-    const model = await loadGpt2(MODEL_F32);
+    const model = await loadTfjsModel(MODEL_F32);
     try {
       for (const b of [0, 2]) {
         const out = await runAll(model, tokenSlice(reference.tokens, b, 1));
@@ -154,7 +155,7 @@ describe('GPT-2 forward vs Hugging Face', () => {
   });
 
   it('a prefix gives the first positions of the full result (causal attention)', async () => {
-    const model = await loadGpt2(MODEL_F32);
+    const model = await loadTfjsModel(MODEL_F32);
     try {
       const len = 7;
       const out = await runAll(model, tokenSlice(reference.tokens, 0, 3, len));
@@ -167,8 +168,8 @@ describe('GPT-2 forward vs Hugging Face', () => {
     }
   });
 
-  it('logits and loss computed in small row chunks that straddle sequences are the same', async () => {
-    const model = await loadGpt2(MODEL_F32, { logitChunkRows: 5 });
+  it('logits and loss computed in small chunks (rounded up to one sequence each) are the same', async () => {
+    const model = await loadTfjsModel(MODEL_F32, { logitChunkRows: 5 });
     try {
       expectMatchesReference(await runAll(model));
     } finally {
@@ -177,7 +178,7 @@ describe('GPT-2 forward vs Hugging Face', () => {
   });
 
   it('lossPerToken equals the reference next-token cross-entropy', async () => {
-    const model = await loadGpt2(MODEL_F32);
+    const model = await loadTfjsModel(MODEL_F32);
     try {
       const loss = await model.lossPerToken(reference.tokens);
       expect(loss.shape).toEqual([3, 15]);
@@ -190,7 +191,7 @@ describe('GPT-2 forward vs Hugging Face', () => {
   it('the wasm backend gives the same numbers', async () => {
     await selectBackend('wasm');
     try {
-      const model = await loadGpt2(MODEL_F32);
+      const model = await loadTfjsModel(MODEL_F32);
       try {
         expect(tf.getBackend()).toBe('wasm');
         expectMatchesReference(await runAll(model));

@@ -2,28 +2,29 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  Gpt2Model,
+  TfjsRunner,
   describeHookNames,
   listHookNames,
-  loadGpt2,
+  loadTfjsModel,
   loadGpt2Weights,
   parseHookName,
-  readGpt2Config,
+  readModelConfig,
   resolveHookPatterns,
 } from '../src/model/index.js';
-import type { Gpt2Config } from '../src/model/index.js';
+import { Model, gpt2Family } from '../src/model/index.js';
+import type { ModelConfig } from '../src/model/index.js';
 import { UserError } from '../src/pipeline/errors.js';
 import { selectBackend } from '../src/pipeline/backend.js';
 import { MODEL_F32, loadReference, ref, relErr } from './gpt2-fixture.js';
 import type { Reference } from './gpt2-fixture.js';
 
-let model: Gpt2Model;
-let config: Gpt2Config;
+let model: TfjsRunner;
+let config: ModelConfig;
 let reference: Reference;
 
 beforeAll(async () => {
   await selectBackend('cpu');
-  model = await loadGpt2(MODEL_F32);
+  model = await loadTfjsModel(MODEL_F32);
   config = model.config;
   reference = await loadReference();
 });
@@ -119,7 +120,7 @@ describe('hook names', () => {
 });
 
 describe('early stopping', () => {
-  async function kernelsFor(options: Parameters<Gpt2Model['runWithHooks']>[1]): Promise<string[]> {
+  async function kernelsFor(options: Parameters<TfjsRunner['runWithHooks']>[1]): Promise<string[]> {
     const info = await tf.profile(async () => {
       await model.runWithHooks(reference.tokens, options);
     });
@@ -307,7 +308,7 @@ describe('tensor hygiene', () => {
 
   it('dispose frees the weights and the model refuses to run afterwards', async () => {
     const before = tf.memory().numTensors;
-    const m = await loadGpt2(MODEL_F32);
+    const m = await loadTfjsModel(MODEL_F32);
     await m.runWithHooks(reference.tokens, { returnLogits: true });
     m.dispose();
     expect(tf.memory().numTensors).toBe(before);
@@ -332,11 +333,9 @@ describe('activation functions', () => {
     ['gelu', (x: number) => 0.5 * x * (1 + erf(x / Math.SQRT2))],
     ['gelu_new', (x: number) => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3)))],
   ] as const)('%s is applied between mlp.hook_pre and mlp.hook_post', async (act, f) => {
-    const cfg = await readGpt2Config(MODEL_F32);
-    const m = Gpt2Model.create(
-      { ...cfg, activationFunction: act },
-      await loadGpt2Weights(MODEL_F32, cfg),
-      {},
+    const cfg = await readModelConfig(MODEL_F32);
+    const m = TfjsRunner.create(
+      Model.bind(gpt2Family, { ...cfg, act }, await loadGpt2Weights(MODEL_F32, cfg)),
     );
     try {
       const out = await m.runWithHooks(reference.tokens, {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Tensor } from '../src/io/safetensors.js';
-import { loadGpt2, parseGpt2Config } from '../src/model/index.js';
+import { GPT2_HOOKS, loadTfjsModel, parseModelConfig } from '../src/model/index.js';
 import type { WeightProcessing } from '../src/model/index.js';
 import { UserError } from '../src/pipeline/errors.js';
 import { selectBackend } from '../src/pipeline/backend.js';
@@ -36,7 +36,7 @@ async function variant(
 
 async function loadError(dir: string, processing?: WeightProcessing): Promise<Error> {
   try {
-    const m = await loadGpt2(dir, processing ? { processing } : {});
+    const m = await loadTfjsModel(dir, processing ? { processing } : {});
     m.dispose();
   } catch (e) {
     expect(e).toBeInstanceOf(UserError);
@@ -49,21 +49,25 @@ describe('config.json', () => {
   const base = (): Record<string, unknown> => structuredClone(fixture.config);
 
   it('reads the sizes and derived head/MLP widths', () => {
-    expect(parseGpt2Config(base(), 'config.json')).toEqual({
-      nLayer: 2,
-      nHead: 4,
-      nEmbd: 64,
-      nPositions: 64,
+    expect(parseModelConfig(base(), 'config.json')).toEqual({
+      family: 'gpt2',
+      nLayers: 2,
+      nHeads: 4,
+      nKvHeads: 4,
+      dModel: 64,
+      nCtx: 64,
       vocabSize: 1000,
-      layerNormEpsilon: 1e-5,
-      activationFunction: 'gelu_new',
+      eps: 1e-5,
+      act: 'gelu_new',
       dHead: 16,
       dMlp: 256,
+      hooks: GPT2_HOOKS,
+      extra: {},
     });
-    expect(parseGpt2Config({ ...base(), n_inner: 96 }, 'c').dMlp).toBe(96);
-    expect(
-      parseGpt2Config({ ...base(), activation_function: 'gelu_pytorch_tanh' }, 'c').activationFunction,
-    ).toBe('gelu_new');
+    expect(parseModelConfig({ ...base(), n_inner: 96 }, 'c').dMlp).toBe(96);
+    expect(parseModelConfig({ ...base(), activation_function: 'gelu_pytorch_tanh' }, 'c').act).toBe(
+      'gelu_new',
+    );
   });
 
   it.each([
@@ -82,7 +86,7 @@ describe('config.json', () => {
       /field "scale_attn_by_inverse_layer_idx" = true is not supported/,
     ],
   ])('rejects %j', (patch, message) => {
-    expect(() => parseGpt2Config({ ...base(), ...patch }, 'cfg.json')).toThrow(message);
+    expect(() => parseModelConfig({ ...base(), ...patch }, 'cfg.json')).toThrow(message);
   });
 
   it('missing directory, missing or invalid config.json', async () => {
@@ -161,7 +165,7 @@ describe('model.safetensors', () => {
       },
     });
     const reference = await loadReference();
-    const model = await loadGpt2(dir);
+    const model = await loadTfjsModel(dir);
     try {
       const out = await model.runWithHooks(reference.tokens, { returnLogits: true });
       expect(relErr(out.logits!.data, ref(reference, 'logits').data)).toBeLessThan(1e-4);

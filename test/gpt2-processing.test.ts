@@ -7,13 +7,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   centerRows,
   listHookNames,
-  loadGpt2,
+  loadTfjsModel,
   loadGpt2Weights,
   parseHookName,
-  processWeights,
-  readGpt2Config,
+  processGpt2Weights,
+  readModelConfig,
 } from '../src/model/index.js';
-import type { Activation, Gpt2Config, Gpt2Model, Gpt2Weights, RunResult } from '../src/model/index.js';
+import type { Activation, ModelConfig, TfjsRunner, Gpt2Weights, RunResult } from '../src/model/index.js';
 import { selectBackend } from '../src/pipeline/backend.js';
 import { MODEL_F32, loadReference, ref, relErr } from './gpt2-fixture.js';
 import type { Reference } from './gpt2-fixture.js';
@@ -29,19 +29,19 @@ const RESIDUAL_SITES = new Set([
   'hook_resid_post',
 ]);
 
-let config: Gpt2Config;
+let config: ModelConfig;
 let reference: Reference;
 let plain: RunResult;
 let centered: RunResult;
-const models: Gpt2Model[] = [];
+const models: TfjsRunner[] = [];
 
 beforeAll(async () => {
   await selectBackend('cpu');
   reference = await loadReference();
-  config = await readGpt2Config(MODEL_F32);
+  config = await readModelConfig(MODEL_F32);
   const opts = { hooks: '*', returnLogits: true, returnLoss: true } as const;
-  const none = await loadGpt2(MODEL_F32, { processing: 'none' });
-  const centre = await loadGpt2(MODEL_F32, { processing: 'center_writing_weights' });
+  const none = await loadTfjsModel(MODEL_F32, { processing: 'none' });
+  const centre = await loadTfjsModel(MODEL_F32, { processing: 'center_writing_weights' });
   models.push(none, centre);
   expect(centre.processing).toBe('center_writing_weights');
   plain = await none.runWithHooks(reference.tokens, opts);
@@ -68,16 +68,16 @@ function maxRowMean(data: Float32Array, width: number): number {
   return worst;
 }
 
-describe('processWeights center_writing_weights', () => {
+describe('processGpt2Weights center_writing_weights', () => {
   let raw: Gpt2Weights;
   let done: Gpt2Weights;
   beforeAll(async () => {
     raw = await loadGpt2Weights(MODEL_F32, config);
-    done = processWeights(raw, config, 'center_writing_weights');
+    done = processGpt2Weights(raw, config, 'center_writing_weights');
   });
 
   it('gives every residual writer zero mean over d_model', () => {
-    const d = config.nEmbd;
+    const d = config.dModel;
     const writers = [
       done.wte,
       done.wpe,
@@ -100,9 +100,9 @@ describe('processWeights center_writing_weights', () => {
       expect(b.ln1).toBe(r.ln1);
       expect(b.mlpIn).toBe(r.mlpIn);
       // W_out minus its row means: each row moved by a constant.
-      expect(relErr(b.mlpOut.weight, centerRows(r.mlpOut.weight, config.nEmbd))).toBe(0);
+      expect(relErr(b.mlpOut.weight, centerRows(r.mlpOut.weight, config.dModel))).toBe(0);
     }
-    expect(processWeights(raw, config, 'none')).toBe(raw);
+    expect(processGpt2Weights(raw, config, 'none')).toBe(raw);
   });
 });
 
@@ -117,12 +117,12 @@ describe('the centred model', () => {
       expect(relErr(c.data, minusLastAxisMean(p)), name).toBeLessThan(1e-4);
       // Also against Hugging Face's numbers, independently of our unprocessed forward.
       expect(relErr(c.data, minusLastAxisMean(ref(reference, name))), name).toBeLessThan(1e-4);
-      expect(maxRowMean(c.data, config.nEmbd) / Math.max(...c.data.map(Math.abs)), name).toBeLessThan(1e-5);
+      expect(maxRowMean(c.data, config.dModel) / Math.max(...c.data.map(Math.abs)), name).toBeLessThan(1e-5);
       // The change is real: these activations had a non-zero mean.
       expect(relErr(c.data, p.data), name).toBeGreaterThan(1e-3);
       checked++;
     }
-    expect(checked).toBe(2 + 5 * config.nLayer);
+    expect(checked).toBe(2 + 5 * config.nLayers);
   });
 
   it('every other hook, the logits and the loss are unchanged', () => {
@@ -135,7 +135,7 @@ describe('the centred model', () => {
       ).toBeLessThan(1e-4);
       checked++;
     }
-    expect(checked).toBe(1 + 8 * config.nLayer);
+    expect(checked).toBe(1 + 8 * config.nLayers);
     expect(relErr(centered.logits!.data, plain.logits!.data)).toBeLessThan(1e-4);
     expect(relErr(centered.logits!.data, ref(reference, 'logits').data)).toBeLessThan(1e-4);
     expect(relErr(centered.lossPerToken!.data, ref(reference, 'loss_per_token').data)).toBeLessThan(1e-4);

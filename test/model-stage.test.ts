@@ -2,17 +2,17 @@ import * as tf from '@tensorflow/tfjs-core';
 import { from, lastValueFrom, toArray } from 'rxjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { activationIds, hookMatrix, hookNames } from '../src/arrow/activation-batch.js';
-import { loadGpt2, type Gpt2Model } from '../src/model/index.js';
+import { loadTfjsModel, type TfjsRunner } from '../src/model/index.js';
 import { selectBackend } from '../src/pipeline/backend.js';
 import { Flow } from '../src/pipeline/flow.js';
 import { modelActivations, modelLoss } from '../src/stages/model/index.js';
 import type { TokenBatch } from '../src/stages/text/types.js';
 import { loadReference, MODEL_F32, ref, relErr, sliceBatch } from './gpt2-fixture.js';
 
-let model: Gpt2Model;
+let model: TfjsRunner;
 beforeAll(async () => {
   await selectBackend('cpu');
-  model = await loadGpt2(MODEL_F32);
+  model = await loadTfjsModel(MODEL_F32);
 });
 
 describe('model activations stage', () => {
@@ -57,7 +57,7 @@ describe('model activations stage', () => {
       start += count;
     }
     // hook_z [pos, n_heads, d_head] is flattened per token.
-    expect(hookMatrix(out[0]!, 'blocks.0.attn.hook_z').length / out[0]!.numRows).toBe(model.config.nEmbd);
+    expect(hookMatrix(out[0]!, 'blocks.0.attn.hook_z').length / out[0]!.numRows).toBe(model.config.dModel);
   });
 
   it('rejects an unknown hook when built, listing valid names', () => {

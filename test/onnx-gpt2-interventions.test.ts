@@ -9,11 +9,23 @@ import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ReferenceDistribution } from '../src/eval/index.js';
-import { buildGpt2Forwards } from '../src/engine/onnx/gpt2-graph.js';
-import { Gpt2Onnx } from '../src/engine/onnx/gpt2-onnx.js';
-import type { HookReplacement, OnnxSae } from '../src/engine/onnx/gpt2-onnx.js';
-import { Gpt2Model, loadGpt2Weights, planRun, readGpt2Config } from '../src/model/index.js';
-import type { Gpt2Config, Gpt2Weights, Intervention, TokenBatch } from '../src/model/index.js';
+import { buildModelGraph } from '../src/engine/onnx/model-graph.js';
+import { OnnxRunner } from '../src/engine/onnx/onnx-runner.js';
+import {
+  Model,
+  TfjsRunner,
+  gpt2Family,
+  loadGpt2Weights,
+  planRun,
+  readModelConfig,
+} from '../src/model/index.js';
+import type {
+  HookReplacement,
+  Intervention,
+  ModelConfig,
+  ReplacementSae,
+  TokenBatch,
+} from '../src/model/index.js';
 import { selectBackend } from '../src/pipeline/backend.js';
 import { UserError } from '../src/pipeline/errors.js';
 import { Sae } from '../src/sae/index.js';
@@ -26,17 +38,17 @@ const TINY_GPT2 = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 
 const TOL = 1e-4;
 const LATER = 'blocks.3.hook_resid_post';
 
-let config: Gpt2Config;
-let weights: Gpt2Weights;
-let model: Gpt2Model;
-let onnx: Gpt2Onnx;
+let config: ModelConfig;
+let bound: Model;
+let model: TfjsRunner;
+let onnx: OnnxRunner;
 
 beforeAll(async () => {
   await selectBackend('wasm');
-  config = await readGpt2Config(TINY_GPT2);
-  weights = await loadGpt2Weights(TINY_GPT2, config);
-  model = Gpt2Model.create(config, weights);
-  onnx = new Gpt2Onnx(config, weights, { threads: 2 });
+  config = await readModelConfig(TINY_GPT2);
+  bound = Model.bind(gpt2Family, config, await loadGpt2Weights(TINY_GPT2, config));
+  model = TfjsRunner.create(bound);
+  onnx = new OnnxRunner(bound, { threads: 2 });
 });
 afterAll(async () => {
   model.dispose();
@@ -115,7 +127,7 @@ function lossFromLogits(logits: Float32Array, tokens: TokenBatch): Float64Array 
 }
 
 describe('Gpt2Onnx next-token loss', () => {
-  it('equals Gpt2Model.lossPerToken, and the float64 loss of the logits', async () => {
+  it('equals TfjsRunner.lossPerToken, and the float64 loss of the logits', async () => {
     const tokens = randomTokens(3, 40, 1);
     const got = await onnx.runWithHooks(tokens, { returnLoss: true });
     expect(got.lossPerToken!.shape).toEqual([3, 39]);
@@ -330,7 +342,7 @@ describe('Gpt2Onnx.runVariants', () => {
       wDec[(d + i) * d + i] = -1;
     }
     const base = randomSae({ architecture: 'standard', hook: 'blocks.2.hook_resid_mid', dSae: 2 * d });
-    const identity: OnnxSae = {
+    const identity: ReplacementSae = {
       ...base,
       config: { ...base.config, apply_b_dec_to_input: false },
       tensors: {
@@ -351,7 +363,7 @@ describe('Gpt2Onnx.runVariants', () => {
 
   it('builds the clean forward once: a variant recomputes only what follows its replaced hook', () => {
     const spec = randomSae({ architecture: 'standard', hook: 'blocks.2.hook_resid_pre' });
-    const graph = buildGpt2Forwards(config, weights, [
+    const graph = buildModelGraph(bound, [
       { plan: planRun(config, { returnLoss: true }), loss: true },
       {
         plan: planRun(config, { interventions: ['blocks.2.hook_resid_pre'], returnLoss: true }),
@@ -363,7 +375,8 @@ describe('Gpt2Onnx.runVariants', () => {
     const count = (op: string) => graph.nodes.filter((n) => n.opType === op).length;
     // Clean: ln1 + ln2 in 4 blocks + ln_final; patched: blocks 2 and 3 + ln_final.
     expect(count('LayerNormalization')).toBe(9 + 5);
-    expect(count('Gemm')).toBe(2);
+    // The unembedding (a Gemm over the tied embedding) once per forward.
+    expect(graph.nodes.filter((n) => n.opType === 'Gemm' && n.inputs.includes('W_E_U')).length).toBe(2);
     expect(count('Gather')).toBe(1);
     // Weights are stored once.
     expect(new Set(graph.initializers.map((t) => t.name)).size).toBe(graph.initializers.length);

@@ -3,31 +3,38 @@
  * the logits, hook selection, early stopping in the built graph, session caching and bad input.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildGpt2Graph } from '../src/engine/onnx/gpt2-graph.js';
-import { Gpt2Onnx } from '../src/engine/onnx/gpt2-onnx.js';
-import { listHookNames, loadGpt2Weights, planRun, readGpt2Config } from '../src/model/index.js';
-import type { Gpt2Config, Gpt2Weights } from '../src/model/index.js';
+import { buildModelGraph } from '../src/engine/onnx/model-graph.js';
+import { OnnxRunner } from '../src/engine/onnx/onnx-runner.js';
+import {
+  Model,
+  gpt2Family,
+  listHookNames,
+  loadGpt2Weights,
+  planRun,
+  readModelConfig,
+} from '../src/model/index.js';
+import type { ModelConfig } from '../src/model/index.js';
 import { UserError } from '../src/pipeline/errors.js';
 import { MODEL_F32, loadReference, ref, relErr, sliceBatch, tokenSlice } from './gpt2-fixture.js';
 import type { Reference } from './gpt2-fixture.js';
 
 const TOL = 1e-4;
-let config: Gpt2Config;
-let weights: Gpt2Weights;
+let config: ModelConfig;
+let model: Model;
 let reference: Reference;
-let engine: Gpt2Onnx;
+let engine: OnnxRunner;
 
 beforeAll(async () => {
-  config = await readGpt2Config(MODEL_F32);
-  weights = await loadGpt2Weights(MODEL_F32, config);
+  config = await readModelConfig(MODEL_F32);
+  model = Model.bind(gpt2Family, config, await loadGpt2Weights(MODEL_F32, config));
   reference = await loadReference();
-  engine = new Gpt2Onnx(config, weights, { threads: 2 });
+  engine = new OnnxRunner(model, { threads: 2 });
 });
 afterAll(async () => {
   await engine.dispose();
 });
 
-describe('Gpt2Onnx forward', () => {
+describe('OnnxRunner forward', () => {
   it('matches every hook and the logits of the reference', async () => {
     const out = await engine.runWithHooks(reference.tokens, { hooks: '*', returnLogits: true });
     const names = listHookNames(config);
@@ -59,9 +66,9 @@ describe('Gpt2Onnx forward', () => {
     const r = await engine.runWithHooks(short, { hooks: 'blocks.1.hook_resid_post' });
     const full = ref(reference, 'blocks.1.hook_resid_post');
     const got = r.activations.get('blocks.1.hook_resid_post')!;
-    expect(got.shape).toEqual([b, seq - 3, config.nEmbd]);
+    expect(got.shape).toEqual([b, seq - 3, config.dModel]);
     // Causality: the first seq - 3 positions do not depend on the later tokens.
-    const d = config.nEmbd;
+    const d = config.dModel;
     for (let i = 0; i < b; i++) {
       const want = full.data.subarray(i * seq * d, (i * seq + seq - 3) * d);
       expect(relErr(got.data.subarray(i * (seq - 3) * d, (i + 1) * (seq - 3) * d), want)).toBeLessThan(TOL);
@@ -81,12 +88,12 @@ describe('Gpt2Onnx forward', () => {
     ).rejects.toThrow(/outside the vocabulary/);
   });
 
-  it('applies weight processing like Gpt2Model (centred writing weights keep centred outputs)', async () => {
-    const centred = new Gpt2Onnx(config, weights, { processing: 'center_writing_weights', threads: 1 });
+  it('applies weight processing like the tfjs runner (centred writing weights keep centred outputs)', async () => {
+    const centred = new OnnxRunner(model.withProcessing('center_writing_weights'), { threads: 1 });
     try {
       const out = await centred.runWithHooks(reference.tokens, { hooks: 'blocks.0.hook_attn_out' });
       const a = out.activations.get('blocks.0.hook_attn_out')!;
-      const d = config.nEmbd;
+      const d = config.dModel;
       for (let row = 0; row < a.data.length / d; row++) {
         let sum = 0;
         for (let j = 0; j < d; j++) sum += a.data[row * d + j]!;
@@ -98,15 +105,16 @@ describe('Gpt2Onnx forward', () => {
   });
 
   it('rejects use after dispose', async () => {
-    const e = new Gpt2Onnx(config, weights, { threads: 1 });
+    const e = new OnnxRunner(model, { threads: 1 });
     await e.dispose();
     await expect(e.runWithHooks(reference.tokens, { hooks: 'hook_embed' })).rejects.toThrow(/after dispose/);
   });
 });
 
-describe('buildGpt2Graph', () => {
+describe('buildModelGraph', () => {
   function graphFor(hooks: string[], returnLogits = false) {
-    return buildGpt2Graph(config, weights, planRun(config, { hooks, returnLogits })).model.graph;
+    const plan = planRun(config, { hooks, returnLogits });
+    return buildModelGraph(model, [{ plan, logits: plan.needLogits }]).model.graph;
   }
 
   it('stops at the deepest requested hook', () => {
@@ -131,15 +139,16 @@ describe('buildGpt2Graph', () => {
     expect(g.outputs.map((o) => o.name)).toEqual(['blocks.0.hook_resid_pre', 'logits']);
     expect(g.outputs[1]!.dims).toEqual(['batch', 'seq', config.vocabSize]);
     expect(g.nodes.some((n) => n.opType === 'Gemm')).toBe(true);
-    expect(g.nodes.some((n) => n.outputs.includes(`blocks.${config.nLayer - 1}.hook_resid_post`))).toBe(true);
+    // Every block's two LayerNorms and the final one.
+    expect(g.nodes.filter((n) => n.opType === 'LayerNormalization').length).toBe(2 * config.nLayers + 1);
     expect(graphFor(['ln_final.hook_normalized']).nodes.some((n) => n.opType === 'Gemm')).toBe(false);
   });
 
   it('declares TransformerLens shapes for the hook outputs', () => {
     const g = graphFor(['blocks.0.attn.hook_v', 'blocks.0.mlp.hook_pre', 'hook_pos_embed']);
     expect(Object.fromEntries(g.outputs.map((o) => [o.name, o.dims]))).toEqual({
-      hook_pos_embed: ['batch', 'seq', config.nEmbd],
-      'blocks.0.attn.hook_v': ['batch', 'seq', config.nHead, config.dHead],
+      hook_pos_embed: ['batch', 'seq', config.dModel],
+      'blocks.0.attn.hook_v': ['batch', 'seq', config.nHeads, config.dHead],
       'blocks.0.mlp.hook_pre': ['batch', 'seq', config.dMlp],
     });
   });

@@ -217,4 +217,44 @@ describe('op layer: onnx and tfjs backends agree', () => {
     );
     expect(Array.from(out.c!.data)).toEqual([2, 4, 6]);
   });
+  it('linear over leading axes, with bias and a transposed weight; reshapeLike', async () => {
+    const x = randomArray([2, 3, 4], 18);
+    const w = randomArray([4, 5], 19);
+    const wt = randomArray([5, 4], 20);
+    const bias = randomArray([5], 21);
+    const out = await agree(
+      (o, i) => ({
+        plain: o.linear(i.x!, i.w!),
+        biased: o.linear(i.x!, i.w!, { bias: i.bias! }),
+        // A constant's transpose is cached by the eager backend: used twice, the same numbers.
+        t1: o.linear(i.x!, o.constant('wt', [5, 4], wt.data as Float32Array), { transB: true }),
+        t2: o.linear(i.x!, o.constant('wt', [5, 4], wt.data as Float32Array), {
+          transB: true,
+          bias: i.bias!,
+        }),
+        back: o.reshapeLike(o.reshape(i.x!, [-1, 4]), i.x!),
+      }),
+      { x, w, bias },
+      1e-5,
+    );
+    expect(out.plain!.shape).toEqual([2, 3, 5]);
+    expect(out.t1!.shape).toEqual([2, 3, 5]);
+    expect(out.back!.shape).toEqual([2, 3, 4]);
+    // Row (1, 2) of x times w, by hand.
+    const X = x.data as Float32Array;
+    const W = w.data as Float32Array;
+    const WT = wt.data as Float32Array;
+    for (let n = 0; n < 5; n++) {
+      let s = 0;
+      let st = 0;
+      for (let k = 0; k < 4; k++) {
+        s += X[(1 * 3 + 2) * 4 + k]! * W[k * 5 + n]!;
+        st += X[(1 * 3 + 2) * 4 + k]! * WT[n * 4 + k]!;
+      }
+      expect(out.plain!.data[(1 * 3 + 2) * 5 + n]).toBeCloseTo(s, 5);
+      expect(out.biased!.data[(1 * 3 + 2) * 5 + n]).toBeCloseTo(s + (bias.data as Float32Array)[n]!, 5);
+      expect(out.t1!.data[(1 * 3 + 2) * 5 + n]).toBeCloseTo(st, 5);
+      expect(out.t2!.data[(1 * 3 + 2) * 5 + n]).toBeCloseTo(st + (bias.data as Float32Array)[n]!, 5);
+    }
+  });
 });

@@ -2,7 +2,7 @@
  * Random SAEs of every saved architecture for the onnx-vs-tfjs tests (onnx-gpt2-interventions.test.ts,
  * eval-engines.test.ts): host weights in the SAELens layout, as an SAE folder's tensors.
  */
-import type { OnnxSae } from '../src/engine/onnx/gpt2-onnx.js';
+import type { ReplacementSae } from '../src/model/index.js';
 import type { HostTensor } from '../src/sae/fold.js';
 import { SAELENS_LAYOUT_VERSION } from '../src/sae/saelens-folder.js';
 import type { SaeFolderConfig } from '../src/sae/saelens-folder.js';
@@ -35,7 +35,7 @@ function gaussian(rng: Mulberry32, n: number, scale: number, shift = 0): Float32
 }
 
 /** A random SAE (config, kind, tensors) whose features fire on some but not all tokens. */
-export function randomSae(o: RandomSaeOptions): OnnxSae {
+export function randomSae(o: RandomSaeOptions): ReplacementSae {
   const kind = parseSavedArchitecture(o.architecture);
   if (!kind) throw new Error(`unknown architecture ${o.architecture}`);
   const dIn = o.dIn ?? 64;

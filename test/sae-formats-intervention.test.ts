@@ -1,24 +1,25 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadGpt2 } from '../src/model/index.js';
-import type { Gpt2Model, TokenBatch } from '../src/model/index.js';
+import { loadTfjsModel } from '../src/model/index.js';
+import type { TfjsRunner, TokenBatch } from '../src/model/index.js';
 import { selectBackend } from '../src/pipeline/backend.js';
 import { UserError } from '../src/pipeline/errors.js';
 import { Sae } from '../src/sae/index.js';
 import type { HostTensor, SaeFolderConfig } from '../src/sae/index.js';
 import { parseSavedArchitecture } from '../src/sae/saved-architecture.js';
-import { loadSae, saeInterventions, toSae } from '../src/sae-formats/index.js';
+import { loadSae, saeInterventions } from '../src/sae-formats/index.js';
+import type { InferenceSae } from '../src/sae/inference.js';
 import { Mulberry32 } from '../src/util/random.js';
 import { loadReference, MODEL_F32, relErr } from './gpt2-fixture.js';
 import { CASES } from './sae-formats-helpers.js';
 
-let centred: Gpt2Model;
-let plain: Gpt2Model;
+let centred: TfjsRunner;
+let plain: TfjsRunner;
 let tokens: TokenBatch;
 beforeAll(async () => {
   await selectBackend('cpu');
-  centred = await loadGpt2(MODEL_F32, { processing: 'center_writing_weights' });
-  plain = await loadGpt2(MODEL_F32);
+  centred = await loadTfjsModel(MODEL_F32, { processing: 'center_writing_weights' });
+  plain = await loadTfjsModel(MODEL_F32);
   tokens = (await loadReference()).tokens;
 });
 afterAll(() => {
@@ -37,7 +38,7 @@ function syntheticSae(
   dIn: number,
   dOut: number,
   metadata: Record<string, unknown>,
-): Sae {
+): InferenceSae & { ref: Sae; dispose(): void } {
   const rng = new Mulberry32(99);
   const kind = parseSavedArchitecture(architecture)!;
   const S = 96;
@@ -63,10 +64,12 @@ function syntheticSae(
     reshape_activations: String(metadata.hook_name).endsWith('hook_z') ? 'hook_z' : 'none',
     metadata,
   };
-  return Sae.fromTensors(config, kind, tensors);
+  // The tfjs Sae computes the expected reconstruction independently of the op-layer forward.
+  const ref = Sae.fromTensors(config, kind, tensors);
+  return { config, kind, tensors, ref, dispose: () => ref.dispose() };
 }
 
-function forwardRows(sae: Sae, data: Float32Array, width: number): Float32Array {
+function forwardRows({ ref: sae }: { ref: Sae }, data: Float32Array, width: number): Float32Array {
   const x = tf.tensor2d(data, [data.length / width, width]);
   const y = sae.forward(x);
   const out = Float32Array.from(y.dataSync() as Float32Array);
@@ -140,7 +143,7 @@ describe('a loaded SAE as a hook replacement in GPT-2', () => {
 
   it('names what does not fit: the width, an unknown hook, a missing hook name', async () => {
     const loaded = await loadSae(CASES['saelens-v6']);
-    const sae = toSae(loaded);
+    const sae = loaded;
     expect(loaded.requiredProcessing).toBe('center_writing_weights');
     expect(() => saeInterventions(sae, centred)).toThrow(
       /d_in is 16 but hook blocks\.1\.hook_resid_pre has width 64/,
@@ -148,11 +151,8 @@ describe('a loaded SAE as a hook replacement in GPT-2', () => {
     expect(() => saeInterventions(sae, centred, { hookName: 'blocks.7.hook_resid_pre' })).toThrow(
       /layer 7 is out of range/,
     );
-    sae.dispose();
     const gemma = await loadSae(CASES['gemma-res']);
     gemma.config.metadata = {};
-    const bare = toSae(gemma);
-    expect(() => saeInterventions(bare, plain)).toThrow(/records no hook_name/);
-    bare.dispose();
+    expect(() => saeInterventions(gemma, plain)).toThrow(/records no hook_name/);
   });
 });

@@ -2,15 +2,12 @@
  * What the evaluator needs from a model, whichever engine runs it: for one token batch, the clean forward,
  * one zero-ablation forward per replaced hook and one forward per SAE with its hook replaced (the
  * conventions are in evaluator.ts), reduced to the per-token numbers the metrics take; and plain captures
- * for the dashboards. TensorFlow.js (tfjs-eval-engine.ts) brings full logits to the host and compares them
- * there; onnxruntime (onnx-eval-engine.ts) runs every forward in one graph and returns only per-position
- * numbers.
+ * for the dashboards. model-eval-engine.ts implements it on a model runner of either engine.
  */
-import type { Activation, Gpt2Config, TokenBatch } from '../model/index.js';
+import type { Activation, ModelConfig, ModelEngineName, TokenBatch } from '../model/index.js';
 import type { EvalTarget } from './sae-targets.js';
 
-export const EVAL_ENGINES = ['tfjs', 'onnx'] as const;
-export type EvalEngineName = (typeof EVAL_ENGINES)[number];
+export type EvalEngineName = ModelEngineName;
 
 /** One SAE's numbers for one batch; rows = batch * seq, losses [batch * (seq - 1)], KL [rows]. */
 export interface TargetForwards {
@@ -42,7 +39,7 @@ export interface ForwardsOptions {
 
 /** A model that captures hooks (the dashboards' second pass). */
 export interface HookCapture {
-  readonly config: Gpt2Config;
+  readonly config: ModelConfig;
   runWithHooks(
     tokens: TokenBatch,
     options: { hooks: readonly string[] },

@@ -1,22 +1,19 @@
 /**
  * Loads the model for an evaluation on the chosen engine, keeping on the host the few weights the feature
- * dashboards need (unembedding, ln_final scale, W_O / W_out of the layers the SAEs write at); with tfjs the
- * rest of the host copy is dropped once the model has uploaded it (onnxruntime keeps it to build graphs).
+ * dashboards need (unembedding, final-norm scale, W_O / W_out of the layers the SAEs write at).
  */
-import { Gpt2Onnx } from '../engine/onnx/gpt2-onnx.js';
-import { Gpt2Model, loadGpt2Weights, readGpt2Config } from '../model/index.js';
-import type { Gpt2Config, WeightProcessing } from '../model/index.js';
+import { createRunner } from '../engine/engines.js';
+import { loadModel, readModelConfig } from '../model/index.js';
+import type { ModelConfig, ModelEngineName, WeightProcessing } from '../model/index.js';
 import { resolveModelSource } from '../stages/model/index.js';
 import type { ResolvedModelSource } from '../stages/model/index.js';
-import type { EvalEngine, EvalEngineName } from './eval-engine.js';
-import { unembedWeightsOf } from './logit-effects.js';
+import type { EvalEngine } from './eval-engine.js';
 import type { UnembedWeights } from './logit-effects.js';
-import { OnnxEvalEngine } from './onnx-eval-engine.js';
-import { TfjsEvalEngine } from './tfjs-eval-engine.js';
+import { ModelEvalEngine } from './model-eval-engine.js';
 
 export interface ModelDescription {
   source: ResolvedModelSource;
-  config: Gpt2Config;
+  config: ModelConfig;
 }
 
 export interface EvalModel {
@@ -27,20 +24,17 @@ export interface EvalModel {
 /** Finds the model and reads its config (cheap: SAEs are checked against it before weights are loaded). */
 export async function describeEvalModel(spec: string): Promise<ModelDescription> {
   const source = await resolveModelSource(spec);
-  return { source, config: await readGpt2Config(source.dir) };
+  return { source, config: await readModelConfig(source.dir) };
 }
 
 export async function loadEvalModel(
   described: ModelDescription,
   processing: WeightProcessing,
   dashboardLayers: Iterable<number>,
-  engine: EvalEngineName = 'tfjs',
+  engine: ModelEngineName = 'onnx',
 ): Promise<EvalModel> {
   const { source, config } = described;
-  const weights = await loadGpt2Weights(source.dir, config);
-  const model =
-    engine === 'onnx'
-      ? new OnnxEvalEngine(new Gpt2Onnx(config, weights, { processing }))
-      : new TfjsEvalEngine(Gpt2Model.create(config, weights, { processing }));
-  return { model, unembed: unembedWeightsOf(weights, config, dashboardLayers) };
+  const model = await loadModel(source.dir, { processing, config });
+  const runner = await createRunner(model, engine);
+  return { model: new ModelEvalEngine(runner), unembed: model.dashboardWeights(dashboardLayers) };
 }

@@ -2,7 +2,7 @@
  * Evaluation windows: context size and BOS, by default as the SAEs were trained (their cfg metadata), which
  * is what their metrics should be measured on.
  */
-import type { Gpt2Config } from '../model/index.js';
+import type { ModelConfig } from '../model/index.js';
 import { UserError } from '../pipeline/errors.js';
 import type { EvalTarget } from './sae-targets.js';
 import { sharedMetadata } from './sae-targets.js';
@@ -19,16 +19,13 @@ export interface Windowing {
 export function resolveWindowing(
   requested: { contextSize: number | null; prependBos: boolean | null },
   targets: readonly EvalTarget[],
-  model: Gpt2Config,
+  model: ModelConfig,
 ): Windowing {
   const saved = sharedMetadata(targets, 'context_size');
-  const savedFits =
-    typeof saved === 'number' && Number.isInteger(saved) && saved >= 2 && saved <= model.nPositions;
-  const contextSize = requested.contextSize ?? (savedFits ? saved : Math.min(128, model.nPositions));
-  if (contextSize > model.nPositions) {
-    throw new UserError(
-      `--context_size ${contextSize} exceeds the model's n_positions (${model.nPositions})`,
-    );
+  const savedFits = typeof saved === 'number' && Number.isInteger(saved) && saved >= 2 && saved <= model.nCtx;
+  const contextSize = requested.contextSize ?? (savedFits ? saved : Math.min(128, model.nCtx));
+  if (contextSize > model.nCtx) {
+    throw new UserError(`--context_size ${contextSize} exceeds the model's n_positions (${model.nCtx})`);
   }
   const savedBos = sharedMetadata(targets, 'prepend_bos');
   return {

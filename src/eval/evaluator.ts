@@ -22,7 +22,7 @@
  * `hookIn` and their output replaces `hookOut` later in that same forward; the metrics compare it with the
  * clean `hookOut`, and zero ablation zeroes `hookOut`.
  */
-import { Gpt2Model } from '../model/index.js';
+import type { ModelRunner } from '../model/index.js';
 import type { TokenBatch as ModelTokenBatch } from '../model/index.js';
 import type { TokenBatch } from '../stages/text/types.js';
 import { DownstreamAccumulator } from './downstream-metrics.js';
@@ -34,7 +34,7 @@ import { hookWidth } from './sae-targets.js';
 import type { EvalTarget } from './sae-targets.js';
 import { SparsityAccumulator } from './sparsity-metrics.js';
 import type { SparsityResult } from './sparsity-metrics.js';
-import { TfjsEvalEngine } from './tfjs-eval-engine.js';
+import { ModelEvalEngine } from './model-eval-engine.js';
 
 export interface EvaluatorOptions {
   /** Token ids left out of every metric (SAELens `ignore_tokens`); empty keeps every token. */
@@ -89,7 +89,7 @@ export function lossMask(keep: Uint8Array | undefined, batch: number, seq: numbe
 }
 
 export class SaeEvaluator {
-  /** The engine the forwards run on (a Gpt2Model is wrapped as the tfjs one). */
+  /** The engine the forwards run on (a model runner is wrapped as a ModelEvalEngine). */
   readonly engine: EvalEngine;
   private readonly states: TargetState[];
   private readonly excluded: ReadonlySet<number>;
@@ -97,11 +97,11 @@ export class SaeEvaluator {
   private tokensSeen = 0;
 
   constructor(
-    model: Gpt2Model | EvalEngine,
+    model: ModelRunner | EvalEngine,
     readonly targets: readonly EvalTarget[],
     options: EvaluatorOptions = {},
   ) {
-    this.engine = model instanceof Gpt2Model ? new TfjsEvalEngine(model) : model;
+    this.engine = 'forwards' in model ? model : new ModelEvalEngine(model);
     this.excluded = new Set(options.excludeTokenIds ?? []);
     this.computeKl = options.computeKl ?? true;
     this.states = targets.map((target) => ({

@@ -27,18 +27,11 @@ export { SaeEvaluator, keepMask, lossMask } from './evaluator.js';
 export type { EvalMetrics, EvaluatorOptions, SaeEvalResult } from './evaluator.js';
 export { DEFAULT_DASHBOARD_LAYOUT, DashboardCollector, selectDashboardFeatures } from './dashboards.js';
 export type { DashboardLayout, FeatureContexts, TopContext } from './dashboards.js';
-export {
-  hasLogitEffect,
-  logitEffects,
-  tokenString,
-  unembedInput,
-  unembedWeightsOf,
-} from './logit-effects.js';
+export { hasLogitEffect, logitEffects, tokenString, unembedInput } from './logit-effects.js';
 export type { TokenValue, UnembedWeights } from './logit-effects.js';
 export { dashboardContexts, saeEvaluation } from './eval-stages.js';
 export type { BatchDone } from './eval-stages.js';
 export { describeEvalModel, loadEvalModel } from './eval-model.js';
-export { EVAL_ENGINES } from './eval-engine.js';
 export type {
   BatchForwards,
   EvalEngine,
@@ -47,9 +40,8 @@ export type {
   HookCapture,
   TargetForwards,
 } from './eval-engine.js';
-export { TfjsEvalEngine } from './tfjs-eval-engine.js';
-export { OnnxEvalEngine } from './onnx-eval-engine.js';
-export type { OnnxEvalEngineOptions } from './onnx-eval-engine.js';
+export { ModelEvalEngine } from './model-eval-engine.js';
+export type { ModelEvalEngineOptions } from './model-eval-engine.js';
 export type { EvalModel, ModelDescription } from './eval-model.js';
 export {
   METRICS_FILENAME,

@@ -11,7 +11,7 @@
  * `mlp.hook_post` through W_out; `ln_final.hook_normalized` goes to W_U without the LayerNorm. Other hooks
  * (q/k/v, mlp.hook_pre, ln1/ln2) feed non-linear computations and have no direct logit effect: none is given.
  */
-import type { Gpt2Config, Gpt2Weights, HookPoint } from '../model/index.js';
+import type { DashboardWeights, HookPoint } from '../model/index.js';
 import { decodeGpt2, GPT2_VOCAB_SIZE } from '../stages/text/index.js';
 
 export interface TokenValue {
@@ -20,17 +20,7 @@ export interface TokenValue {
 }
 
 /** The host weights logit effects need, kept after the rest of the model's host copy is dropped. */
-export interface UnembedWeights {
-  vocab: number;
-  dModel: number;
-  dMlp: number;
-  /** [vocab, d_model]: row v is token v's unembedding vector (wte). */
-  unembed: Float32Array;
-  lnFinalWeight: Float32Array;
-  /** attn.c_proj (W_O) [d_model, d_model] and mlp.c_proj (W_out) [d_mlp, d_model] of the layers asked for. */
-  attnOut: Map<number, Float32Array>;
-  mlpOut: Map<number, Float32Array>;
-}
+export type UnembedWeights = DashboardWeights;
 
 const RESIDUAL_SITES = new Set([
   'hook_embed',
@@ -50,30 +40,6 @@ export function hasLogitEffect(hook: HookPoint): boolean {
     hook.site === 'mlp.hook_post' ||
     hook.site === 'ln_final.hook_normalized'
   );
-}
-
-export function unembedWeightsOf(
-  weights: Gpt2Weights,
-  config: Gpt2Config,
-  layers: Iterable<number>,
-): UnembedWeights {
-  const attnOut = new Map<number, Float32Array>();
-  const mlpOut = new Map<number, Float32Array>();
-  for (const l of layers) {
-    const block = weights.blocks[l];
-    if (!block) continue;
-    attnOut.set(l, block.attnOut.weight);
-    mlpOut.set(l, block.mlpOut.weight);
-  }
-  return {
-    vocab: config.vocabSize,
-    dModel: config.nEmbd,
-    dMlp: config.dMlp,
-    unembed: weights.unembed,
-    lnFinalWeight: weights.lnFinal.weight,
-    attnOut,
-    mlpOut,
-  };
 }
 
 /** row [n_in] @ W [n_in, d_model]. */

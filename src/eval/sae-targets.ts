@@ -4,7 +4,7 @@
  */
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
-import type { Gpt2Config, HookPoint } from '../model/index.js';
+import type { ModelConfig, HookPoint } from '../model/index.js';
 import { hookShape, parseHookName } from '../model/index.js';
 import { UserError } from '../pipeline/errors.js';
 import type { HostTensor } from '../sae/fold.js';
@@ -106,7 +106,7 @@ export function findSaeFolders(entries: readonly string[], cwd = process.cwd()):
 }
 
 /** Width of a hook's activation per token (heads flattened for q/k/v/z, as SAELens does). */
-export function hookWidth(config: Gpt2Config, hook: HookPoint): number {
+export function hookWidth(config: ModelConfig, hook: HookPoint): number {
   return hookShape(config, hook.site, 1, 1)
     .slice(2)
     .reduce((a, b) => a * b, 1);
@@ -123,7 +123,7 @@ function metadataField(config: SaeFolderConfig, key: string): unknown {
  */
 export async function loadEvalTarget(
   location: SaeLocation,
-  model: { config: Gpt2Config; name: string },
+  model: { config: ModelConfig; name: string },
 ): Promise<EvalTarget> {
   // Any published format (SAELens, Gemma Scope, sparsify, a release), converted to the SAELens layout.
   const folder = await loadSae(location.path);
@@ -199,7 +199,7 @@ export function saeModelName(target: EvalTarget): string | null {
 /** Loads every SAE; if one fails, those already loaded are released before the error propagates. */
 export async function loadEvalTargets(
   locations: readonly SaeLocation[],
-  model: { config: Gpt2Config; name: string },
+  model: { config: ModelConfig; name: string },
 ): Promise<EvalTarget[]> {
   const targets: EvalTarget[] = [];
   try {

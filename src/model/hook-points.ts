@@ -1,47 +1,23 @@
 /**
- * TransformerLens hook points of a GPT-2, independent of the engine that computes them: names, execution
- * order, shapes, pattern selection and the plan of a run (what to capture, where to stop). A second
- * engine (onnxruntime, say) reuses this module so that hook semantics live in one place.
+ * Hook points of a model, independent of the engine that computes them and of the family that defines
+ * them: names, execution order, shapes, pattern selection and the plan of a run (what to capture, where to
+ * stop). The family lists its sites (`ModelConfig.hooks`); everything here follows from that list.
  *
  * Semantics shared by every engine:
- * - Shapes follow TransformerLens: [batch, pos, d_model] for residual-width hooks, [batch, pos, d_mlp] for
- *   `mlp.hook_pre`/`mlp.hook_post`, [batch, pos, n_heads, d_head] for `attn.hook_q/k/v/z`;
- *   `hook_pos_embed` is repeated over the batch like TransformerLens does.
- * - An intervention's return value replaces the activation and the forward continues from it (a
- *   TransformerLens hook function that returns a tensor). A captured hook that is also intervened on holds
- *   the replaced value, i.e. what the rest of the model saw; the intervention function itself receives
- *   the original.
- * - `ln1/ln2/ln_final.hook_normalized` are LayerNorm outputs including the learned scale and bias
+ * - Shapes follow TransformerLens: [batch, pos, ...dims of the site] (e.g. [batch, pos, d_model] for the
+ *   residual stream, [batch, pos, n_heads, d_head] for `attn.hook_z`); `hook_pos_embed` is repeated over
+ *   the batch as TransformerLens does.
+ * - A replacement's value replaces the activation and the forward continues from it (a TransformerLens
+ *   hook function that returns a tensor). A captured hook that is also replaced holds the replaced value,
+ *   i.e. what the rest of the model saw; the replacement itself receives the original.
+ * - Normalisation hooks (`ln1/ln2/ln_final.hook_normalized`) include the learned scale and bias
  *   (TransformerLens without `fold_ln`).
  */
 import { UserError } from '../pipeline/errors.js';
-import type { Gpt2Config } from './gpt2-config.js';
+import type { HookDim, HookSiteSpec, ModelConfig } from './config.js';
 
-/** Hooks that occur once, before the blocks. */
-export const EMBED_SITES = ['hook_embed', 'hook_pos_embed'] as const;
-/** Hooks of every block, in the order the forward reaches them. */
-export const BLOCK_SITES = [
-  'hook_resid_pre',
-  'ln1.hook_normalized',
-  'attn.hook_q',
-  'attn.hook_k',
-  'attn.hook_v',
-  'attn.hook_z',
-  'hook_attn_out',
-  'hook_resid_mid',
-  'ln2.hook_normalized',
-  'mlp.hook_pre',
-  'mlp.hook_post',
-  'hook_mlp_out',
-  'hook_resid_post',
-] as const;
-/** Hooks that occur once, after the blocks. */
-export const FINAL_SITES = ['ln_final.hook_normalized'] as const;
-
-export type EmbedSite = (typeof EMBED_SITES)[number];
-export type BlockSite = (typeof BLOCK_SITES)[number];
-export type FinalSite = (typeof FINAL_SITES)[number];
-export type HookSite = EmbedSite | BlockSite | FinalSite;
+/** A hook's site: its name inside a block (`attn.hook_z`), or the whole name outside the blocks. */
+export type HookSite = string;
 
 export interface HookPoint {
   name: string;
@@ -64,52 +40,51 @@ export interface TokenBatch {
   shape: readonly [number, number];
 }
 
+/** The model's hooks as a config-independent thing: what a config needs for names and shapes. */
+type HookConfig = Pick<ModelConfig, 'hooks' | 'nLayers'>;
+
 const BLOCK_PATTERN = /^blocks\.(\d+)\.(.+)$/;
 
-function siteOrder(config: Gpt2Config, site: HookSite, layer: number | null): number {
-  if (layer === null) {
-    const e = (EMBED_SITES as readonly string[]).indexOf(site);
-    if (e >= 0) return e;
-    return EMBED_SITES.length + config.nLayer * BLOCK_SITES.length;
-  }
-  return EMBED_SITES.length + layer * BLOCK_SITES.length + (BLOCK_SITES as readonly string[]).indexOf(site);
+function siteIndex(sites: readonly HookSiteSpec[], site: string): number {
+  return sites.findIndex((s) => s.site === site);
 }
 
 /** All hook names of a model, in execution order. */
-export function listHookNames(config: Gpt2Config): string[] {
-  const names: string[] = [...EMBED_SITES];
-  for (let l = 0; l < config.nLayer; l++) for (const s of BLOCK_SITES) names.push(`blocks.${l}.${s}`);
-  names.push(...FINAL_SITES);
+export function listHookNames(config: HookConfig): string[] {
+  const { embed, block, final } = config.hooks;
+  const names: string[] = embed.map((s) => s.site);
+  for (let l = 0; l < config.nLayers; l++) for (const s of block) names.push(`blocks.${l}.${s.site}`);
+  names.push(...final.map((s) => s.site));
   return names;
 }
 
 /** The valid names written compactly, for error messages. */
-export function describeHookNames(config: Gpt2Config): string {
+export function describeHookNames(config: HookConfig): string {
+  const { embed, block, final } = config.hooks;
   return (
-    `${EMBED_SITES.join(', ')}, blocks.L.{${BLOCK_SITES.join(', ')}} with L in 0..${config.nLayer - 1}, ` +
-    FINAL_SITES.join(', ')
+    `${embed.map((s) => s.site).join(', ')}, blocks.L.{${block.map((s) => s.site).join(', ')}} ` +
+    `with L in 0..${config.nLayers - 1}, ${final.map((s) => s.site).join(', ')}`
   );
 }
 
 /** Parses an exact hook name; an unknown name or a layer out of range is a UserError listing the valid names. */
-export function parseHookName(config: Gpt2Config, name: string): HookPoint {
-  if (
-    (EMBED_SITES as readonly string[]).includes(name) ||
-    (FINAL_SITES as readonly string[]).includes(name)
-  ) {
-    const site = name as EmbedSite | FinalSite;
-    return { name, site, layer: null, order: siteOrder(config, site, null) };
-  }
+export function parseHookName(config: HookConfig, name: string): HookPoint {
+  const { embed, block, final } = config.hooks;
+  const e = siteIndex(embed, name);
+  if (e >= 0) return { name, site: name, layer: null, order: e };
+  const f = siteIndex(final, name);
+  if (f >= 0)
+    return { name, site: name, layer: null, order: embed.length + config.nLayers * block.length + f };
   const m = BLOCK_PATTERN.exec(name);
-  if (m && (BLOCK_SITES as readonly string[]).includes(m[2]!)) {
+  const b = m ? siteIndex(block, m[2]!) : -1;
+  if (m && b >= 0) {
     const layer = Number(m[1]);
-    if (layer < config.nLayer && String(layer) === m[1]) {
-      const site = m[2] as BlockSite;
-      return { name, site, layer, order: siteOrder(config, site, layer) };
+    if (layer < config.nLayers && String(layer) === m[1]) {
+      return { name, site: m[2]!, layer, order: embed.length + layer * block.length + b };
     }
     throw new UserError(
-      `unknown hook "${name}": layer ${m[1]} is out of range (the model has ${config.nLayer} layers, ` +
-        `0..${config.nLayer - 1}). Valid hooks: ${describeHookNames(config)}`,
+      `unknown hook "${name}": layer ${m[1]} is out of range (the model has ${config.nLayers} layers, ` +
+        `0..${config.nLayers - 1}). Valid hooks: ${describeHookNames(config)}`,
     );
   }
   throw new UserError(`unknown hook "${name}". Valid hooks: ${describeHookNames(config)}`);
@@ -128,7 +103,7 @@ function globToRegExp(pattern: string): RegExp {
  * `blocks.*.hook_resid_post`) into distinct hook names in execution order. A plain name must be valid
  * and a pattern must match at least one hook, else UserError.
  */
-export function resolveHookPatterns(config: Gpt2Config, patterns: string | readonly string[]): string[] {
+export function resolveHookPatterns(config: HookConfig, patterns: string | readonly string[]): string[] {
   const list = typeof patterns === 'string' ? [patterns] : patterns;
   const all = listHookNames(config);
   const chosen = new Set<string>();
@@ -147,24 +122,38 @@ export function resolveHookPatterns(config: Gpt2Config, patterns: string | reado
   return all.filter((n) => chosen.has(n));
 }
 
-/** The TransformerLens shape of a hook's activation for a [batch, seq] input. */
-export function hookShape(config: Gpt2Config, site: HookSite, batch: number, seq: number): number[] {
-  switch (site) {
-    case 'attn.hook_q':
-    case 'attn.hook_k':
-    case 'attn.hook_v':
-    case 'attn.hook_z':
-      return [batch, seq, config.nHead, config.dHead];
-    case 'mlp.hook_pre':
-    case 'mlp.hook_post':
-      return [batch, seq, config.dMlp];
+function dimSize(config: ModelConfig, d: HookDim): number {
+  switch (d) {
+    case 'd_model':
+      return config.dModel;
+    case 'd_mlp':
+      return config.dMlp;
+    case 'n_heads':
+      return config.nHeads;
+    case 'n_kv_heads':
+      return config.nKvHeads;
+    case 'd_head':
+      return config.dHead;
     default:
-      return [batch, seq, config.nEmbd];
+      return d;
   }
 }
 
+/** The TransformerLens shape of a hook's activation for a [batch, seq] input. */
+export function hookShape(config: ModelConfig, site: HookSite, batch: number, seq: number): number[] {
+  const { embed, block, final } = config.hooks;
+  const spec = [...embed, ...block, ...final].find((s) => s.site === site);
+  if (spec === undefined) throw new Error(`hookShape: the ${config.family} family has no hook site ${site}`);
+  return [batch, seq, ...spec.dims.map((d) => dimSize(config, d))];
+}
+
+/** Per-token width of a hook (multi-dimensional hooks such as attn.hook_z flattened, as SAELens does). */
+export function siteWidth(config: ModelConfig, site: HookSite): number {
+  return hookShape(config, site, 1, 1).reduce((a, b) => a * b, 1);
+}
+
 /** Checks ids and sizes before any engine sees them (an out-of-range id would silently gather garbage). */
-export function validateTokenBatch(config: Gpt2Config, tokens: TokenBatch): void {
+export function validateTokenBatch(config: ModelConfig, tokens: TokenBatch): void {
   const [batch, seq] = tokens.shape;
   if (!Number.isInteger(batch) || !Number.isInteger(seq) || batch <= 0 || seq <= 0) {
     throw new UserError(`token batch shape [${batch}, ${seq}] must be two positive integers`);
@@ -172,8 +161,8 @@ export function validateTokenBatch(config: Gpt2Config, tokens: TokenBatch): void
   if (tokens.data.length !== batch * seq) {
     throw new UserError(`token batch has ${tokens.data.length} ids but shape [${batch}, ${seq}]`);
   }
-  if (seq > config.nPositions) {
-    throw new UserError(`sequence length ${seq} exceeds the model's n_positions ${config.nPositions}`);
+  if (seq > config.nCtx) {
+    throw new UserError(`sequence length ${seq} exceeds the model's n_positions ${config.nCtx}`);
   }
   const v = config.vocabSize;
   for (let i = 0; i < tokens.data.length; i++) {
@@ -210,7 +199,7 @@ export interface RunPlan {
   needLogits: boolean;
 }
 
-export function planRun(config: Gpt2Config, request: RunRequest): RunPlan {
+export function planRun(config: HookConfig, request: RunRequest): RunPlan {
   const capture = resolveHookPatterns(config, request.hooks ?? []).map((n) => parseHookName(config, n));
   const intervene = [...new Set(request.interventions ?? [])]
     .map((n) => parseHookName(config, n))

@@ -1,5 +1,6 @@
 /**
- * Weight processing applied after loading, with TransformerLens's meaning.
+ * Weight processing applied after loading, with TransformerLens's meaning; each family implements the
+ * ones it offers (`ModelFamily.processWeights`). For GPT-2:
  *
  * `center_writing_weights` subtracts, from every weight and bias that writes into the residual stream
  * (W_E, W_pos, W_O/b_O = attn.c_proj, W_out/b_out = mlp.c_proj), its mean over d_model. The tied
@@ -10,8 +11,6 @@
  * LayerNorm folding is deliberately not offered: it would change what `ln*.hook_normalized` mean.
  */
 import { UserError } from '../pipeline/errors.js';
-import type { Gpt2Config } from './gpt2-config.js';
-import type { Gpt2Weights, LinearWeights } from './gpt2-weights.js';
 
 export const WEIGHT_PROCESSINGS = ['none', 'center_writing_weights'] as const;
 export type WeightProcessing = (typeof WEIGHT_PROCESSINGS)[number];
@@ -38,38 +37,4 @@ export function centerRows(matrix: Float32Array, width: number): Float32Array {
     for (let j = 0; j < width; j++) out[start + j] = matrix[start + j]! - mean;
   }
   return out;
-}
-
-function centerWriter(lin: LinearWeights, dModel: number): LinearWeights {
-  // Conv1D weight is [in, d_model]: each row is what one input unit writes, so centre along the row.
-  return { weight: centerRows(lin.weight, dModel), bias: centerRows(lin.bias, dModel) };
-}
-
-/** Returns processed weights; arrays that change are new, the rest are shared with the input. */
-export function processWeights(
-  weights: Gpt2Weights,
-  config: Gpt2Config,
-  processing: WeightProcessing,
-): Gpt2Weights {
-  switch (processing) {
-    case 'none':
-      return weights;
-    case 'center_writing_weights': {
-      const d = config.nEmbd;
-      return {
-        wte: centerRows(weights.wte, d),
-        // W_U is read from the residual stream, not written to it: TransformerLens leaves it alone here.
-        unembed: weights.unembed,
-        wpe: centerRows(weights.wpe, d),
-        blocks: weights.blocks.map((b) => ({
-          ...b,
-          attnOut: centerWriter(b.attnOut, d),
-          mlpOut: centerWriter(b.mlpOut, d),
-        })),
-        lnFinal: weights.lnFinal,
-      };
-    }
-    default:
-      throw new UserError(`unknown weight processing ${JSON.stringify(processing satisfies never)}`);
-  }
 }

@@ -220,6 +220,26 @@ export class OnnxOps implements Ops<string> {
     return this.op('Trilu', [full, this.b.int64('c.one_scalar', [1], true)], { upper: int(1) });
   }
 
+  // ---- appended for the model families
+
+  linear(x: string, w: string, opts: { bias?: string; transB?: boolean } = {}): string {
+    if (!opts.transB) {
+      // MatMul broadcasts over x's leading axes; MLAS reads w [k, n] as is.
+      const y = this.op('MatMul', [x, w]);
+      return opts.bias === undefined ? y : this.op('Add', [y, opts.bias]);
+    }
+    // Gemm reads a transposed w in place (no copy of a [vocab, d] unembedding), but only on 2-D operands.
+    const xShape = this.op('Shape', [x]);
+    const lead = this.op('Slice', [xShape, this.i64([0]), this.i64([-1])]);
+    const n = this.op('Slice', [this.op('Shape', [w]), this.i64([0]), this.i64([1])]);
+    const k = this.op('Slice', [xShape, this.i64([-1]), this.i64([2 ** 62])]);
+    const rows = this.op('Reshape', [x, this.op('Concat', [this.i64([-1]), k], { axis: int(0) })]);
+    const flat = this.matMul(rows, w, { transB: true, bias: opts.bias });
+    return this.op('Reshape', [flat, this.op('Concat', [lead, n], { axis: int(0) })]);
+  }
+
+  reshapeLike = (a: string, like: string): string => this.op('Reshape', [a, this.op('Shape', [like])]);
+
   scope<R>(name: string, fn: () => R): R {
     const saved = this.prefix;
     this.prefix = name;

@@ -110,4 +110,13 @@ export interface Ops<T> {
 
   /** Runs `fn` with node names prefixed by `name` (graph readability; eager backends just call it). */
   scope<R>(name: string, fn: () => R): R;
+
+  // ---- appended for the model families (src/model/)
+  /**
+   * x [..., k] times w [k, n] (with `transB`, w is [n, k] and wᵀ is used), plus `bias` [n]: one product over
+   * every leading axis of x, which keeps its leading shape ([..., n]).
+   */
+  linear(x: T, w: T, opts?: { bias?: T; transB?: boolean }): T;
+  /** `a` reshaped to the shape of `like` (same number of elements). */
+  reshapeLike(a: T, like: T): T;
 }

@@ -171,6 +171,35 @@ export class TfjsOps implements Ops<Tensor> {
     return tf.tensor2d(data, [n, n]);
   }
 
+  // ---- appended for the model families
+
+  /** Transposes of constants, made once: wasm multiplies transposed operands 10-40x slower. */
+  private readonly transposed = new Map<Tensor, Tensor>();
+
+  linear(x: Tensor, w: Tensor, opts: { bias?: Tensor; transB?: boolean } = {}): Tensor {
+    let right = w as tf.Tensor2D;
+    if (opts.transB) {
+      const isConstant = [...this.constants.values()].includes(w);
+      const cached = isConstant ? this.transposed.get(w) : undefined;
+      if (cached) right = cached as tf.Tensor2D;
+      else {
+        right = tf.transpose(w) as tf.Tensor2D;
+        if (isConstant) this.transposed.set(w, tf.keep(right));
+      }
+    }
+    const k = x.shape[x.rank - 1]!;
+    const n = right.shape[1];
+    // 2-D products: wasm hands only those to XNNPACK.
+    const rows = tf.reshape(x, [-1, k]) as tf.Tensor2D;
+    const y =
+      opts.bias === undefined
+        ? tf.matMul(rows, right)
+        : tf.fused.matMul({ a: rows, b: right, bias: opts.bias });
+    return tf.reshape(y, [...x.shape.slice(0, -1), n]);
+  }
+
+  reshapeLike = (a: Tensor, like: Tensor): Tensor => tf.reshape(a, like.shape);
+
   scope<R>(_name: string, fn: () => R): R {
     return fn();
   }
@@ -179,5 +208,7 @@ export class TfjsOps implements Ops<Tensor> {
   dispose(): void {
     for (const t of this.constants.values()) t.dispose();
     this.constants.clear();
+    for (const t of this.transposed.values()) t.dispose();
+    this.transposed.clear();
   }
 }

@@ -5,9 +5,8 @@
  *
  *   const loaded = await loadSae('gpt2-small-res-jb/blocks.8.hook_resid_pre');   // or a folder / .npz
  *   await saveAsSaelens(loaded, 'out/sae');
- *   const sae = toSae(loaded);
- *   const model = await loadGpt2(dir, { processing: loaded.requiredProcessing });
- *   await model.runWithHooks(tokens, { interventions: saeInterventions(sae, model), returnLoss: true });
+ *   const model = await loadTfjsModel(dir, { processing: loaded.requiredProcessing });   // or an OnnxRunner
+ *   await model.runWithHooks(tokens, { interventions: saeInterventions(loaded, model), returnLoss: true });
  */
 export { saeInterventions } from './intervention.js';
 export type { HookedModel, SaeInterventionOptions } from './intervention.js';

@@ -1,17 +1,17 @@
 /**
- * An SAE as a hook replacement in GPT-2 (`Gpt2Model.runWithHooks({ interventions })`): the activation at
- * the SAE's hook is replaced by its reconstruction; a transcoder reads its input hook and replaces its
- * output hook with its prediction. The model must be loaded with the weight processing the SAE was trained
- * with (e.g. `center_writing_weights` for gpt2-small-res-jb), else the activations it sees are not those it
- * was trained on; that is checked here.
+ * An SAE as a hook replacement in a model (`runner.runWithHooks({ interventions })`, either engine): the
+ * activation at the SAE's hook is replaced by its reconstruction; a transcoder reads its input hook and
+ * replaces its output hook with its prediction. The replacement is data (src/model/replacement.ts), run by
+ * the SAE inference forward on the op layer. The model must be loaded with the weight processing the SAE
+ * was trained with (e.g. `center_writing_weights` for gpt2-small-res-jb), else the activations it sees are
+ * not those it was trained on; that is checked here.
  */
-import * as tf from '@tensorflow/tfjs-core';
 import { hookShape, parseHookName } from '../model/hook-points.js';
-import type { Gpt2Config } from '../model/gpt2-config.js';
-import type { Intervention } from '../model/gpt2.js';
+import type { ModelConfig } from '../model/config.js';
 import type { WeightProcessing } from '../model/process-weights.js';
+import type { HookReplacement } from '../model/replacement.js';
 import { UserError } from '../pipeline/errors.js';
-import type { Sae } from '../sae/sae.js';
+import type { InferenceSae } from '../sae/inference.js';
 import { requiredProcessingOf } from './types.js';
 
 export interface SaeInterventionOptions {
@@ -25,7 +25,7 @@ export interface SaeInterventionOptions {
 
 /** What the check needs of a model: its config and the processing its weights were loaded with. */
 export interface HookedModel {
-  readonly config: Gpt2Config;
+  readonly config: ModelConfig;
   readonly processing: WeightProcessing;
 }
 
@@ -37,26 +37,12 @@ function width(model: HookedModel, hook: string): number {
     .reduce((a, b) => a * b, 1);
 }
 
-/** Flattens [batch, seq, ...] to [batch * seq, d], runs `fn`, and restores the leading dims. */
-function perToken(
-  act: tf.Tensor,
-  d: number,
-  fn: (x: tf.Tensor2D) => tf.Tensor2D,
-  outShape: number[],
-): tf.Tensor {
-  const rows = act.shape[0]! * act.shape[1]!;
-  return tf.reshape(fn(tf.reshape(act, [rows, d])), outShape);
-}
-
-/**
- * Interventions that splice `sae` into the model. The returned map goes to `runWithHooks`; the SAE stays
- * the caller's (dispose it after the runs).
- */
+/** The replacements that splice `sae` (as loaded: cfg.json, architecture, host weights) into the model. */
 export function saeInterventions(
-  sae: Sae,
+  sae: InferenceSae,
   model: HookedModel,
   options: SaeInterventionOptions = {},
-): Record<string, Intervention> {
+): Record<string, HookReplacement> {
   const meta = sae.config.metadata;
   const label = String(meta.hook_name ?? sae.config.architecture);
   const hookIn = options.hookName ?? (typeof meta.hook_name === 'string' ? meta.hook_name : undefined);
@@ -72,14 +58,11 @@ export function saeInterventions(
     );
   }
   const dIn = width(model, hookIn);
-  if (dIn !== sae.dIn) {
-    throw new UserError(`SAE ${label}: d_in is ${sae.dIn} but hook ${hookIn} has width ${dIn}`);
+  if (dIn !== sae.config.d_in) {
+    throw new UserError(`SAE ${label}: d_in is ${sae.config.d_in} but hook ${hookIn} has width ${dIn}`);
   }
-  if (!sae.kind.transcoder) {
-    return {
-      [hookIn]: (act) => perToken(act, dIn, (x) => sae.forward(x), act.shape),
-    };
-  }
+  const spec = { name: label, config: sae.config, kind: sae.kind, tensors: sae.tensors };
+  if (!sae.kind.transcoder) return { [hookIn]: { kind: 'sae', sae: spec } };
   const hookOut =
     options.hookNameOut ?? (typeof meta.hook_name_out === 'string' ? meta.hook_name_out : undefined);
   if (hookOut === undefined) {
@@ -95,26 +78,9 @@ export function saeInterventions(
     );
   }
   const dOut = width(model, hookOut);
-  if (dOut !== sae.dOut) {
-    throw new UserError(`transcoder ${label}: d_out is ${sae.dOut} but hook ${hookOut} has width ${dOut}`);
+  const saeOut = sae.config.d_out ?? sae.config.d_in;
+  if (dOut !== saeOut) {
+    throw new UserError(`transcoder ${label}: d_out is ${saeOut} but hook ${hookOut} has width ${dOut}`);
   }
-  // The input is kept past its hook's tidy scope until the output hook uses (and frees) it.
-  let input: tf.Tensor | undefined;
-  return {
-    [hookIn]: (act) => {
-      input?.dispose();
-      input = tf.keep(tf.clone(act));
-      return act;
-    },
-    [hookOut]: (act) => {
-      if (!input) throw new Error(`transcoder ${label}: ${hookOut} reached before ${hookIn}`);
-      const x = input;
-      input = undefined;
-      try {
-        return perToken(x, dIn, (rows) => sae.forward(rows), act.shape);
-      } finally {
-        x.dispose();
-      }
-    },
-  };
+  return { [hookOut]: { kind: 'sae', sae: spec, input: hookIn } };
 }

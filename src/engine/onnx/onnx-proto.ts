@@ -204,3 +204,6 @@ export function encodeOnnxModel(model: OnnxModel): Uint8Array {
   m.message(8, new Message().string(1, '').int(2, model.opset));
   return m.concat();
 }
+
+/** A serialised protobuf message may not reach 2 GiB; keep room for the graph itself. */
+export const PROTOBUF_LIMIT = 2 ** 31 - 2 ** 24;

@@ -1,23 +1,17 @@
-import { Gpt2Onnx } from '../../engine/onnx/gpt2-onnx.js';
-import {
-  loadGpt2,
-  loadGpt2Weights,
-  readGpt2Config,
-  type Activation,
-  type Gpt2Config,
-  type TokenBatch,
-  type WeightProcessing,
-} from '../../model/index.js';
+import { createRunner, resolveEngine } from '../../engine/engines.js';
+import type { EngineChoice } from '../../engine/engines.js';
+import { loadModel } from '../../model/index.js';
+import type { Activation, ModelConfig, TokenBatch, WeightProcessing } from '../../model/index.js';
 
-export const ENGINES = ['tfjs', 'onnx'] as const;
-export type EngineName = (typeof ENGINES)[number];
+export { ENGINES } from '../../engine/engines.js';
+export type EngineName = EngineChoice;
 
 /**
- * What the activation stages need from a model, whichever engine runs it: the TensorFlow.js GPT-2
- * (interventions, loss, autodiff) or the onnxruntime one (hooks only, several times faster on CPU).
+ * What the activation stages need from a model, whichever engine runs it (a `ModelRunner` of either
+ * engine is one).
  */
 export interface ActivationEngine {
-  readonly config: Gpt2Config;
+  readonly config: ModelConfig;
   runWithHooks(
     tokens: TokenBatch,
     options: { hooks: readonly string[] },
@@ -27,9 +21,8 @@ export interface ActivationEngine {
 
 export async function loadActivationEngine(
   dir: string,
-  options: { engine: EngineName; processing: WeightProcessing },
+  options: { engine: EngineChoice; processing: WeightProcessing; log?: (message: string) => void },
 ): Promise<ActivationEngine> {
-  if (options.engine === 'tfjs') return loadGpt2(dir, { processing: options.processing });
-  const config = await readGpt2Config(dir);
-  return new Gpt2Onnx(config, await loadGpt2Weights(dir, config), { processing: options.processing });
+  const engine = await resolveEngine(options.engine, options.log);
+  return createRunner(await loadModel(dir, { processing: options.processing }), engine);
 }

@@ -1,7 +1,7 @@
 import { asyncStage } from '../../pipeline/async-stage.js';
 import type { Flow } from '../../pipeline/flow.js';
 import type { Stage } from '../../pipeline/stage.js';
-import type { Gpt2Model, Intervention } from '../../model/index.js';
+import type { RunOptions, RunResult, TfjsReplacement, TokenBatch as ModelTokens } from '../../model/index.js';
 import type { TokenBatch } from '../text/types.js';
 
 /** Next-token cross-entropy of each window: `loss[b * (contextSize - 1) + t]` predicts token t + 1. */
@@ -14,10 +14,15 @@ export interface LossBatch {
   readonly logits?: Float32Array;
 }
 
+/** A runner of either engine (tfjs also takes JS-function interventions). */
+interface LossModel {
+  runWithHooks(tokens: ModelTokens, options: RunOptions<TfjsReplacement>): Promise<RunResult>;
+}
+
 export interface ModelLossOptions {
-  model: Gpt2Model;
+  model: LossModel;
   /** Hook replacements (an SAE's reconstruction, zero ablation) applied during the forward. */
-  interventions?: Readonly<Record<string, Intervention>>;
+  interventions?: Readonly<Record<string, TfjsReplacement>>;
   returnLogits?: boolean;
   flow?: Flow;
 }

@@ -1,5 +1,5 @@
 import { defer, EMPTY, of, repeat, type Observable } from 'rxjs';
-import { hookShape, parseHookName, readGpt2Config, type WeightProcessing } from '../../model/index.js';
+import { hookShape, parseHookName, readModelConfig, type WeightProcessing } from '../../model/index.js';
 import type { RunContext } from '../../pipeline/define-pipeline.js';
 import { UserError } from '../../pipeline/errors.js';
 import type { Flow } from '../../pipeline/flow.js';
@@ -66,10 +66,10 @@ export async function openActivationInput(
   const resolved = await resolveModelSource(o.model);
   ctx.log.info(`model: ${resolved.description}`);
   const model = await loadActivationEngine(resolved.dir, { engine: o.engine, processing: o.processing });
-  if (o.contextSize > model.config.nPositions) {
+  if (o.contextSize > model.config.nCtx) {
     void model.dispose();
     throw new UserError(
-      `--context_size ${o.contextSize} exceeds the model's n_positions (${model.config.nPositions})`,
+      `--context_size ${o.contextSize} exceeds the model's n_positions (${model.config.nCtx})`,
     );
   }
   const widths: Record<string, number> = {};
@@ -88,8 +88,8 @@ export async function openActivationInput(
 /** The model's config without running anything, for defaults that depend on it (layer, width). */
 export async function modelShape(spec: string): Promise<{ name: string; nLayer: number; nEmbd: number }> {
   const resolved = await resolveModelSource(spec);
-  const config = await readGpt2Config(resolved.dir);
-  return { name: resolved.name, nLayer: config.nLayer, nEmbd: config.nEmbd };
+  const config = await readModelConfig(resolved.dir);
+  return { name: resolved.name, nLayer: config.nLayers, nEmbd: config.dModel };
 }
 
 /** Starts the stream over whenever it ends, until the run is asked to stop (SAELens cycles its data). */

@@ -5,7 +5,8 @@ import type { RunContext } from '../../pipeline/define-pipeline.js';
 import { UserError } from '../../pipeline/errors.js';
 import { opt, type ConfigOf } from '../../pipeline/options.js';
 import { SaeTrainer, TRAINER_MANIFEST, architectureNames, architectureOf } from '../../sae/index.js';
-import { ENGINES, type ActivationEngine } from '../model/index.js';
+import { ENGINES, resolveEngine } from '../../engine/engines.js';
+import type { ActivationEngine } from '../model/index.js';
 import { GPT2_BOS_ID } from '../text/index.js';
 import { modelShape, openActivationInput } from './activation-input.js';
 
@@ -31,8 +32,8 @@ export const trainingOptions = {
   processing: opt.choice(WEIGHT_PROCESSINGS, 'none', 'model weight processing'),
   engine: opt.choice(
     ENGINES,
-    'tfjs',
-    'compute engine for the model forward and the SAE steps: tfjs (TensorFlow.js) or onnx (onnxruntime, several times faster on CPU)',
+    'auto',
+    'compute engine for the model forward and the SAE steps: onnx (onnxruntime, several times faster on CPU), tfjs (TensorFlow.js), or auto (onnx where onnxruntime runs)',
   ),
   exclude_special_tokens: opt.boolean(true, 'leave BOS/EOS tokens out of training'),
   n_batches_in_buffer: opt.int(16, 'activation store buffer, in training batches', { min: 2 }),
@@ -180,6 +181,7 @@ export async function prepareTraining(
     ),
   ];
 
+  const engine = await resolveEngine(cfg.engine, (m) => ctx.log.info(m));
   const input = await openActivationInput(
     {
       activations: cfg.activations,
@@ -187,7 +189,7 @@ export async function prepareTraining(
       hooks,
       contextSize: cfg.context_size,
       processing: cfg.processing,
-      engine: cfg.engine,
+      engine,
     },
     ctx,
   );
@@ -219,8 +221,8 @@ export async function prepareTraining(
     const checkpointDir = path.join(ctx.runDir, 'checkpoint');
     const resuming = ctx.resume && existsSync(path.join(checkpointDir, TRAINER_MANIFEST));
     const trainer = resuming
-      ? await SaeTrainer.resume(checkpointDir, { configs, engine: cfg.engine })
-      : SaeTrainer.create(configs, { engine: cfg.engine });
+      ? await SaeTrainer.resume(checkpointDir, { configs, engine })
+      : SaeTrainer.create(configs, { engine });
     trainer.checkHookWidths(input.widths, cfg.activations ?? `the model's hooks`);
     for (const c of trainer.configs) {
       ctx.log.info(

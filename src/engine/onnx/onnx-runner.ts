@@ -1,19 +1,28 @@
 /**
- * GPT-2 forward on onnxruntime-node's CPU kernels, multi-threaded, with the same hook names, shapes and
- * results as `Gpt2Model.runWithHooks`: captures, logits, next-token losses, and hook replacements given as
- * data (zero ablation, an SAE's reconstruction; see replacement-graph.ts). `runVariants` runs a clean
- * forward and patched ones in one session run and compares their predictions there (KL), so that no
- * [tokens, vocab] logits reach the host. Each distinct request gets its own graph, stopped at its deepest
- * hook, and its InferenceSession is cached.
+ * The model on onnxruntime-node's kernels, multi-threaded: the family's forward built into an ONNX graph
+ * (model-graph.ts), with the same hook names, shapes and results as the TensorFlow.js runner: captures,
+ * logits, next-token losses, and hook replacements given as data (zero ablation, an SAE's reconstruction).
+ * `runVariants` runs a clean forward and patched ones in one session run and compares their predictions
+ * there (KL), so that no [tokens, vocab] logits reach the host. Each distinct request gets its own graph,
+ * stopped at its deepest hook, and its InferenceSession is cached.
  */
 import { availableParallelism } from 'node:os';
 import * as ort from 'onnxruntime-node';
-import type { Gpt2Config } from '../../model/gpt2-config.js';
-import type { Gpt2Weights } from '../../model/gpt2-weights.js';
+import type { ModelConfig } from '../../model/config.js';
+import type { Model } from '../../model/family.js';
 import { planRun, validateTokenBatch } from '../../model/hook-points.js';
 import type { Activation, TokenBatch } from '../../model/hook-points.js';
-import { processWeights } from '../../model/process-weights.js';
 import type { WeightProcessing } from '../../model/process-weights.js';
+import { checkReplacement } from '../../model/replacement.js';
+import type { ReplacementSae } from '../../model/replacement.js';
+import type {
+  ModelRunner,
+  Replacements,
+  RunOptions,
+  RunResult,
+  VariantResult,
+  VariantsOptions,
+} from '../../model/runner.js';
 import { UserError } from '../../pipeline/errors.js';
 import {
   INPUT_IDS,
@@ -21,84 +30,24 @@ import {
   KL,
   LOGITS,
   LOSS,
-  buildGpt2Forwards,
+  buildModelGraph,
   forwardPrefix,
   saeOutputNames,
-} from './gpt2-graph.js';
-import type { ForwardSpec } from './gpt2-graph.js';
-import { encodeOnnxModel } from './onnx-proto.js';
+} from './model-graph.js';
+import type { ForwardSpec } from './model-graph.js';
+import { PROTOBUF_LIMIT, encodeOnnxModel } from './onnx-proto.js';
 import { onnxSessionOptions } from './session-options.js';
-import { checkReplacement } from './replacement-graph.js';
-import type { HookReplacement, OnnxSae } from './replacement-graph.js';
 
-export type { HookReplacement, OnnxSae } from './replacement-graph.js';
-
-export interface Gpt2OnnxOptions {
-  /** Default `none`. */
-  processing?: WeightProcessing;
+export interface OnnxRunnerOptions {
   /** Intra-op threads; default os.availableParallelism(). */
   threads?: number;
 }
 
-export type Replacements = Readonly<Record<string, HookReplacement>>;
+export { PROTOBUF_LIMIT } from './onnx-proto.js';
 
-export interface OnnxRunOptions {
-  /** Hook names or glob patterns (`blocks.*.hook_resid_post`) to capture. */
-  hooks?: string | readonly string[];
-  /** Also return logits [batch, seq, vocab] (runs the whole model). */
-  returnLogits?: boolean;
-  /** Also return the next-token cross-entropy [batch, seq - 1], computed in the graph (runs the whole model). */
-  returnLoss?: boolean;
-  /** Exact hook name -> replacement; the forward continues from the replaced value. */
-  interventions?: Replacements;
-  /**
-   * [batch * seq], 0 where SAE replacements keep the original activation (excluded tokens); default all 1.
-   * Zero ablation replaces every position.
-   */
-  keep?: Uint8Array;
-}
-
-/** What the SAE replacing a hook computed, one row per token: [batch * seq, d_sae] and [batch * seq, d_out]. */
-export interface SaeOutputs {
-  features: Activation;
-  reconstruction: Activation;
-}
-
-export interface OnnxRunResult {
-  /**
-   * Captured activations by hook name, in execution order; a replaced hook holds the replacement (what the
-   * rest of the forward saw).
-   */
-  activations: Map<string, Activation>;
-  logits?: Activation;
-  lossPerToken?: Activation;
-  /** By replaced hook, for SAE replacements. */
-  saeOutputs: Map<string, SaeOutputs>;
-}
-
-export interface VariantsOptions {
-  /** Hooks to capture in the clean forward. */
-  hooks?: string | readonly string[];
-  /** One patched forward per entry. */
-  variants: readonly Replacements[];
-  /** Also KL(clean ‖ patched) per position for every variant. */
-  kl?: boolean;
-  keep?: Uint8Array;
-}
-
-export interface VariantResult {
-  lossPerToken: Activation;
-  /** [batch, seq], when asked for. */
-  kl?: Activation;
-  saeOutputs: Map<string, SaeOutputs>;
-}
-
-/** A serialised protobuf message may not reach 2 GiB; keep room for the graph itself. */
-export const PROTOBUF_LIMIT = 2 ** 31 - 2 ** 24;
-
-export class Gpt2Onnx {
-  private readonly weights: Gpt2Weights;
-  /** Bytes of the model's weights in a graph that runs to the logits (the tied embedding counted once). */
+export class OnnxRunner implements ModelRunner {
+  readonly engine = 'onnx' as const;
+  /** Bytes of the model's weights in a graph that runs to the logits (a tied embedding counted once). */
   readonly weightBytes: number;
   private readonly threads: number;
   /** Sessions by request (see keyOf); a pipeline asks for the same one over and over. */
@@ -106,36 +55,37 @@ export class Gpt2Onnx {
     string,
     { session: Promise<ort.InferenceSession>; usesKeepMask: boolean }
   >();
-  private readonly saeIds = new WeakMap<OnnxSae, number>();
+  private readonly saeIds = new WeakMap<ReplacementSae['tensors'], number>();
   private nextSaeId = 0;
   private disposed = false;
 
   constructor(
-    readonly config: Gpt2Config,
-    weights: Gpt2Weights,
-    options: Gpt2OnnxOptions = {},
+    readonly model: Model,
+    options: OnnxRunnerOptions = {},
   ) {
-    this.weights = processWeights(weights, config, options.processing ?? 'none');
-    const w = this.weights;
-    const arrays = [w.wte, w.unembed, w.wpe, w.lnFinal.weight, w.lnFinal.bias];
-    for (const blk of w.blocks) {
-      for (const p of [blk.ln1, blk.attnQkv, blk.attnOut, blk.ln2, blk.mlpIn, blk.mlpOut])
-        arrays.push(p.weight, p.bias);
-    }
-    this.weightBytes = [...new Set(arrays)].reduce((n, a) => n + a.byteLength, 0);
+    this.weightBytes = model.weightBytes;
     this.threads = options.threads ?? availableParallelism();
     if (!Number.isInteger(this.threads) || this.threads < 1) {
       throw new UserError(`threads must be a positive integer, got ${options.threads}`);
     }
   }
 
-  async runWithHooks(tokens: TokenBatch, options: OnnxRunOptions = {}): Promise<OnnxRunResult> {
+  get config(): ModelConfig {
+    return this.model.config;
+  }
+
+  get processing(): WeightProcessing {
+    return this.model.processing;
+  }
+
+  async runWithHooks(tokens: TokenBatch, options: RunOptions = {}): Promise<RunResult> {
     const interventions = this.checked(options.interventions ?? {});
     const plan = planRun(this.config, {
       hooks: options.hooks,
       interventions: Object.keys(interventions),
       returnLogits: options.returnLogits,
       returnLoss: options.returnLoss,
+      stopAtDeepestHook: options.stopAtDeepestHook,
     });
     const spec: ForwardSpec = {
       plan,
@@ -157,7 +107,7 @@ export class Gpt2Onnx {
   async runVariants(
     tokens: TokenBatch,
     options: VariantsOptions,
-  ): Promise<{ clean: OnnxRunResult; variants: VariantResult[] }> {
+  ): Promise<{ clean: RunResult; variants: VariantResult[] }> {
     const kl = options.kl === true;
     const clean: ForwardSpec = {
       plan: planRun(this.config, { hooks: options.hooks, returnLoss: true }),
@@ -201,7 +151,7 @@ export class Gpt2Onnx {
     specs: ForwardSpec[],
     keep: Uint8Array | undefined,
   ): Promise<ort.InferenceSession.ReturnType | undefined> {
-    if (this.disposed) throw new Error('Gpt2Onnx: used after dispose()');
+    if (this.disposed) throw new Error('OnnxRunner: used after dispose()');
     validateTokenBatch(this.config, tokens);
     const [batch, seq] = tokens.shape;
     if (keep !== undefined && keep.length !== batch * seq) {
@@ -210,12 +160,12 @@ export class Gpt2Onnx {
     const key = this.keyOf(specs);
     let entry = this.sessions.get(key);
     if (!entry) {
-      const graph = buildGpt2Forwards(this.config, this.weights, specs);
+      const graph = buildModelGraph(this.model, specs);
       if (graph.outputNames.length === 0) return undefined;
       const bytes = graph.model.graph.initializers.reduce((n, t) => n + t.data.byteLength, 0);
       if (bytes >= PROTOBUF_LIMIT) {
         throw new UserError(
-          `Gpt2Onnx: the graph for these hooks (and SAEs) holds ${(bytes / 2 ** 30).toFixed(2)} GiB of weights, over ` +
+          `the ONNX graph for these hooks (and SAEs) holds ${(bytes / 2 ** 30).toFixed(2)} GiB of weights, over ` +
             `protobuf's 2 GiB limit for one ONNX model (external weight files are not supported)`,
         );
       }
@@ -241,11 +191,11 @@ export class Gpt2Onnx {
     return s.run(feeds);
   }
 
-  private forwardResult(out: ort.InferenceSession.ReturnType, spec: ForwardSpec, i: number): OnnxRunResult {
+  private forwardResult(out: ort.InferenceSession.ReturnType, spec: ForwardSpec, i: number): RunResult {
     const prefix = forwardPrefix(i);
     const activations = new Map<string, Activation>();
     for (const h of spec.plan.capture) activations.set(h.name, toActivation(out[`${prefix}${h.name}`]!));
-    const result: OnnxRunResult = { activations, saeOutputs: new Map() };
+    const result: RunResult = { activations, saeOutputs: new Map() };
     if (spec.logits) result.logits = toActivation(out[`${prefix}${LOGITS}`]!);
     if (spec.loss) result.lossPerToken = toActivation(out[`${prefix}${LOSS}`]!);
     for (const [hook, r] of Object.entries(spec.interventions ?? {})) {
@@ -259,7 +209,7 @@ export class Gpt2Onnx {
     return result;
   }
 
-  /** Identifies a request: the plans, flags and replacements (SAEs by object identity). */
+  /** Identifies a request: the plans, flags and replacements (SAE weights by identity, with their cfg). */
   private keyOf(specs: readonly ForwardSpec[]): string {
     return JSON.stringify(
       specs.map((f) => [
@@ -270,22 +220,24 @@ export class Gpt2Onnx {
         Boolean(f.loss),
         Boolean(f.kl),
         Object.entries(f.interventions ?? {}).map(([hook, r]) =>
-          r.kind === 'sae' ? [hook, r.kind, this.saeId(r.sae), r.input ?? hook] : [hook, r.kind],
+          r.kind === 'sae'
+            ? [hook, r.kind, this.saeId(r.sae), r.sae.config, r.sae.kind, r.input ?? hook]
+            : [hook, r.kind],
         ),
       ]),
     );
   }
 
-  private saeId(sae: OnnxSae): number {
-    let id = this.saeIds.get(sae);
+  private saeId(sae: ReplacementSae): number {
+    let id = this.saeIds.get(sae.tensors);
     if (id === undefined) {
       id = this.nextSaeId++;
-      this.saeIds.set(sae, id);
+      this.saeIds.set(sae.tensors, id);
     }
     return id;
   }
 
-  /** Releases every cached session; the engine cannot run afterwards. */
+  /** Releases every cached session; the runner cannot run afterwards. */
   async dispose(): Promise<void> {
     if (this.disposed) return;
     this.disposed = true;
@@ -296,6 +248,6 @@ export class Gpt2Onnx {
 }
 
 function toActivation(t: ort.Tensor): Activation {
-  if (t.type !== 'float32') throw new Error(`Gpt2Onnx: output of type ${t.type}, expected float32`);
+  if (t.type !== 'float32') throw new Error(`OnnxRunner: output of type ${t.type}, expected float32`);
   return { shape: t.dims.map(Number), data: t.data as Float32Array };
 }

@@ -1,36 +1,44 @@
 /**
- * The evaluator's forwards on the onnxruntime GPT-2: one session run per batch holds the clean forward, the
- * zero ablations and every SAE's patched forward (each branching off the clean one at its hook), with the
- * SAEs, losses and KL divergences computed in the graph; only per-position numbers, the SAEs' features and
- * reconstructions and the clean activations they reconstruct come back to the host. An ONNX model holds
- * under 2 GiB of weights, so SAEs that do not fit beside the model together are split over several graphs
- * (each with its own clean forward).
+ * The evaluator's forwards on a model runner of either engine: per batch the clean forward, the zero
+ * ablations and every SAE's patched forward, with the SAEs (src/sae/inference.ts), losses and KL divergences
+ * computed by the op-layer definitions both engines share (src/model/replacement.ts, loss.ts). On onnx, one
+ * session run holds them all (each patched forward branching off the clean one at its hook) and only
+ * per-position numbers, the SAEs' features and reconstructions and the clean activations they reconstruct
+ * come back to the host; on tfjs the forwards run one after the other and the logits are compared a chunk
+ * of sequences at a time. An ONNX model holds under 2 GiB of weights, so on onnx SAEs that do not fit beside
+ * the model together are split over several graphs (each with its own clean forward).
  */
-import { PROTOBUF_LIMIT } from '../engine/onnx/gpt2-onnx.js';
-import type { Gpt2Onnx, OnnxSae, Replacements } from '../engine/onnx/gpt2-onnx.js';
-import type { TokenBatch } from '../model/index.js';
+import { PROTOBUF_LIMIT } from '../engine/onnx/onnx-proto.js';
+import type { ModelRunner, ReplacementSae, Replacements, TokenBatch } from '../model/index.js';
 import type { BatchForwards, EvalEngine, ForwardsOptions } from './eval-engine.js';
 import type { EvalTarget } from './sae-targets.js';
 
-export interface OnnxEvalEngineOptions {
-  /** Most bytes of weights (model and SAEs) in one graph; default what protobuf allows, less 64 MiB. */
+export interface ModelEvalEngineOptions {
+  /**
+   * Most bytes of weights (model and SAEs) in one graph; default on onnx what protobuf allows, less 64 MiB,
+   * and no limit on tfjs.
+   */
   graphWeightLimit?: number;
 }
 
 const saeBytes = (t: EvalTarget): number =>
   Object.values(t.tensors).reduce((n, w) => n + w.data.byteLength, 0);
 
-export class OnnxEvalEngine implements EvalEngine {
-  readonly name = 'onnx';
-  /** One spec per target, so that the engine's session cache sees the same SAE every batch. */
-  private readonly saes = new WeakMap<EvalTarget, OnnxSae>();
+export class ModelEvalEngine implements EvalEngine {
+  /** One spec per target, so that the runner's caches see the same SAE every batch. */
+  private readonly saes = new WeakMap<EvalTarget, ReplacementSae>();
   private readonly graphWeightLimit: number;
 
   constructor(
-    readonly model: Gpt2Onnx,
-    options: OnnxEvalEngineOptions = {},
+    readonly model: ModelRunner,
+    options: ModelEvalEngineOptions = {},
   ) {
-    this.graphWeightLimit = options.graphWeightLimit ?? PROTOBUF_LIMIT - 2 ** 26;
+    this.graphWeightLimit =
+      options.graphWeightLimit ?? (model.engine === 'onnx' ? PROTOBUF_LIMIT - 2 ** 26 : Infinity);
+  }
+
+  get name() {
+    return this.model.engine;
   }
 
   get config() {
@@ -41,7 +49,7 @@ export class OnnxEvalEngine implements EvalEngine {
     return this.model.runWithHooks(tokens, options);
   }
 
-  private saeOf(target: EvalTarget): OnnxSae {
+  private saeOf(target: EvalTarget): ReplacementSae {
     let sae = this.saes.get(target);
     if (!sae) {
       sae = { name: target.name, config: target.config, kind: target.kind, tensors: target.tensors };
@@ -55,12 +63,12 @@ export class OnnxEvalEngine implements EvalEngine {
    * large even alone gets a group of its own (and the engine's error about the size).
    */
   private groups(targets: readonly EvalTarget[]): EvalTarget[][] {
-    const budget = this.graphWeightLimit - this.model.weightBytes;
+    const budget = this.graphWeightLimit - this.model.model.weightBytes;
     const groups: EvalTarget[][] = [];
-    let bytes = Infinity;
+    let bytes = 0;
     for (const t of targets) {
       const b = saeBytes(t);
-      if (bytes + b > budget) {
+      if (groups.length === 0 || bytes + b > budget) {
         groups.push([]);
         bytes = 0;
       }
@@ -78,7 +86,7 @@ export class OnnxEvalEngine implements EvalEngine {
     const out: BatchForwards = { cleanLoss: new Float32Array(0), targets: [] };
     for (const [i, group] of this.groups(targets).entries()) {
       const part = await this.groupForwards(tokens, group, options);
-      // Every group's clean forward is the same graph, hence the same numbers.
+      // Every group's clean forward is the same computation, hence the same numbers.
       if (i === 0) out.cleanLoss = part.cleanLoss;
       out.targets.push(...part.targets);
     }
@@ -118,7 +126,7 @@ export class OnnxEvalEngine implements EvalEngine {
     };
   }
 
-  dispose(): Promise<void> {
+  dispose(): void | Promise<void> {
     return this.model.dispose();
   }
 }

@@ -1,0 +1,93 @@
+/**
+ * The model families saeflow can load, keyed by Hugging Face's `model_type`, and loading a model from a
+ * folder through them. Adding a family is one file in families/ and one line in FAMILIES.
+ */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { UserError } from '../pipeline/errors.js';
+import type { ModelConfig } from './config.js';
+import { Model } from './family.js';
+import type { ModelFamily } from './family.js';
+import { gpt2Family } from './families/gpt2.js';
+import { parseWeightProcessing } from './process-weights.js';
+import type { WeightProcessing } from './process-weights.js';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- each family has its own weights type
+const FAMILIES: readonly ModelFamily<any>[] = [gpt2Family];
+
+/** The family registered under `name` (`ModelConfig.family`). */
+export function familyByName(name: string): ModelFamily<unknown> {
+  const f = FAMILIES.find((x) => x.name === name);
+  if (f === undefined) throw new Error(`no model family named ${name}`);
+  return f as ModelFamily<unknown>;
+}
+
+function supported(): string {
+  return FAMILIES.map((f) => `${f.modelTypes.join('/')} (${f.architectures.join(', ')})`).join('; ');
+}
+
+/** The family of a parsed config.json, by `model_type` and `architectures`; UserError naming `file` if none. */
+export function familyOf(json: Record<string, unknown>, file: string): ModelFamily<unknown> {
+  const modelType = json.model_type;
+  const architectures = Array.isArray(json.architectures) ? (json.architectures as unknown[]) : undefined;
+  const family = FAMILIES.find(
+    (f) =>
+      typeof modelType === 'string' &&
+      f.modelTypes.includes(modelType) &&
+      (architectures === undefined || architectures.every((a) => f.architectures.includes(String(a)))),
+  );
+  if (family === undefined) {
+    throw new UserError(
+      `${file}: unknown architecture (model_type ${JSON.stringify(modelType)}, architectures ` +
+        `${JSON.stringify(json.architectures)}); supported: ${supported()}`,
+    );
+  }
+  return family as ModelFamily<unknown>;
+}
+
+/** Validates a parsed config.json with its family's mapping; `file` names it in error messages. */
+export function parseModelConfig(json: unknown, file: string): ModelConfig {
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) {
+    throw new UserError(`${file}: expected a JSON object`);
+  }
+  const j = json as Record<string, unknown>;
+  return familyOf(j, file).parseConfig(j, file);
+}
+
+/** Reads `<dir>/config.json`. */
+export async function readModelConfig(dir: string): Promise<ModelConfig> {
+  const file = path.join(dir, 'config.json');
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    throw new UserError(`cannot read model config ${file}: ${(e as Error).message}`, { cause: e });
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new UserError(`${file}: invalid JSON: ${(e as Error).message}`, { cause: e });
+  }
+  return parseModelConfig(json, file);
+}
+
+export interface LoadModelOptions {
+  /** Default `none`: Hugging Face's numbers exactly. */
+  processing?: WeightProcessing;
+  /** An already read config (skips reading config.json again). */
+  config?: ModelConfig;
+}
+
+/** Loads a model's config and weights from a Hugging Face folder, with weight processing applied. */
+export async function loadModel(dir: string, options: LoadModelOptions = {}): Promise<Model> {
+  const processing = parseWeightProcessing(options.processing ?? 'none');
+  const config = options.config ?? (await readModelConfig(dir));
+  const family = familyByName(config.family);
+  if (!family.processings.includes(processing)) {
+    throw new UserError(
+      `weight processing '${processing}' is not offered for ${family.name} models (offered: ${family.processings.join(', ')})`,
+    );
+  }
+  return Model.bind(family, config, await family.loadWeights(dir, config), processing);
+}

@@ -1,0 +1,66 @@
+/** `--engine auto`: onnx where onnxruntime runs, tfjs where it cannot, and the choice is logged. */
+import { beforeAll, describe, expect, it } from 'vitest';
+import { createRunner, onnxUnavailable, resolveEngine } from '../src/engine/engines.js';
+import { loadModel } from '../src/model/index.js';
+import { selectBackend } from '../src/pipeline/backend.js';
+import { MODEL_F32 } from './gpt2-fixture.js';
+
+beforeAll(async () => {
+  await selectBackend('cpu');
+});
+
+describe('resolveEngine', () => {
+  it('auto takes onnx here, where onnxruntime-node runs, and says why', async () => {
+    expect(await onnxUnavailable()).toBeNull();
+    const log: string[] = [];
+    expect(await resolveEngine('auto', (m) => log.push(m))).toBe('onnx');
+    expect(log).toEqual(['engine: onnx (auto: onnxruntime-node runs here)']);
+  });
+
+  it('auto falls back to tfjs when onnxruntime cannot run, naming the reason', async () => {
+    const log: string[] = [];
+    const engine = await resolveEngine(
+      'auto',
+      (m) => log.push(m),
+      async () => 'no onnxruntime_binding.node for this platform',
+    );
+    expect(engine).toBe('tfjs');
+    expect(log[0]).toMatch(/engine: tfjs \(auto: onnxruntime-node cannot run here: no onnxruntime_binding/);
+  });
+
+  it('an explicit engine is taken as is', async () => {
+    const log: string[] = [];
+    expect(
+      await resolveEngine(
+        'tfjs',
+        (m) => log.push(m),
+        async () => null,
+      ),
+    ).toBe('tfjs');
+    expect(
+      await resolveEngine(
+        'onnx',
+        (m) => log.push(m),
+        async () => 'broken',
+      ),
+    ).toBe('onnx');
+    expect(log).toEqual(['engine: tfjs (requested)', 'engine: onnx (requested)']);
+  });
+
+  it('createRunner gives a runner of the engine asked for', async () => {
+    const model = await loadModel(MODEL_F32);
+    for (const engine of ['onnx', 'tfjs'] as const) {
+      const runner = await createRunner(model, engine, { threads: 1 });
+      try {
+        expect(runner.engine).toBe(engine);
+        const out = await runner.runWithHooks(
+          { data: Int32Array.of(1, 2, 3), shape: [1, 3] },
+          { hooks: 'hook_embed' },
+        );
+        expect(out.activations.get('hook_embed')!.shape).toEqual([1, 3, model.config.dModel]);
+      } finally {
+        await runner.dispose();
+      }
+    }
+  });
+});
