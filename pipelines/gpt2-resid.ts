@@ -3,6 +3,7 @@
 // trains several SAEs from one stream. SAELens folders land in <run>/saes/<name>/.
 import { defer, mergeMap } from 'rxjs';
 import { definePipeline, opt, UserError } from '../src/pipeline/index.js';
+import { SAELENS_RUNNER_NAMES } from '../src/stages/train/saelens-names.js';
 import { buildTraining, trainingOptions } from '../src/stages/train/training-pipeline.js';
 
 export default definePipeline({
@@ -13,6 +14,7 @@ export default definePipeline({
     hook: opt.nullable(opt.string('', 'hook name (default blocks.<layer>.hook_resid_pre)'), null),
     hook_name: opt.nullable(opt.string('', 'same as --hook (SAELens name)'), null),
   },
+  foreignNames: SAELENS_RUNNER_NAMES,
   build(cfg, ctx) {
     if (cfg.hook !== null && cfg.hook_name !== null && cfg.hook !== cfg.hook_name) {
       throw new UserError(`--hook ${cfg.hook} and --hook_name ${cfg.hook_name} disagree; give one of them`);

@@ -2,6 +2,7 @@
 // (blocks.L.hook_mlp_out), optionally with a linear skip connection. SAELens cannot train these.
 import { defer, mergeMap } from 'rxjs';
 import { definePipeline, opt } from '../src/pipeline/index.js';
+import { SAELENS_TRANSCODER_NAMES } from '../src/stages/train/saelens-names.js';
 import { buildTraining, trainingOptions } from '../src/stages/train/training-pipeline.js';
 
 export default definePipeline({
@@ -11,6 +12,7 @@ export default definePipeline({
     ...trainingOptions,
     skip_connection: opt.boolean(false, 'add a linear skip connection W_skip'),
   },
+  foreignNames: SAELENS_TRANSCODER_NAMES,
   build(cfg, ctx) {
     return defer(() =>
       buildTraining(cfg, ctx, {

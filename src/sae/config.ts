@@ -153,6 +153,12 @@ const FIELDS: Record<keyof SaeTrainingConfig, FieldSpec> = {
   metadata: { kind: { type: 'object' } },
 };
 
+/** Whether a per-SAE field means something for an architecture (`k` does for topk, not for standard). */
+export function fieldAppliesTo(field: keyof SaeTrainingConfig, architecture: SaeArchitecture): boolean {
+  const only = FIELDS[field].only;
+  return only === undefined || only.includes(architecture);
+}
+
 /** SAELens's defaults (6.x); `name`, `d_out`-dependent and architecture-dependent ones are filled in below. */
 const DEFAULTS: Omit<SaeTrainingConfig, 'name' | 'd_in' | 'd_sae' | 'hook_name' | 'apply_b_dec_to_input'> = {
   architecture: 'standard',

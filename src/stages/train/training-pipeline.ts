@@ -5,12 +5,20 @@ import { WEIGHT_PROCESSINGS } from '../../model/index.js';
 import type { RunContext } from '../../pipeline/define-pipeline.js';
 import { UserError } from '../../pipeline/errors.js';
 import { opt, type ConfigOf } from '../../pipeline/options.js';
-import { SaeTrainer, TRAINER_MANIFEST } from '../../sae/index.js';
+import { SaeTrainer, TRAINER_MANIFEST, type SaeArchitecture } from '../../sae/index.js';
 import { ENGINES } from '../model/index.js';
 import { GPT2_BOS_ID } from '../text/index.js';
 import { activationStore } from '../store/index.js';
 import { modelShape, openActivationInput } from './activation-input.js';
 import { saeTraining } from './sae-training.js';
+import { sweepSaeName } from './sae-names.js';
+import {
+  applySaelensSaeOptions,
+  checkSaelensSaeOptions,
+  modelFromPretrainedKwargs,
+  requestedDSae,
+  saelensSaeOptions,
+} from './saelens-names.js';
 
 const ARCHITECTURES = ['standard', 'topk', 'batchtopk', 'jumprelu', 'gated'] as const;
 
@@ -92,6 +100,7 @@ export const trainingOptions = {
     },
     'JSON list',
   ),
+  ...saelensSaeOptions,
 };
 
 export type TrainingConfig = ConfigOf<typeof trainingOptions>;
@@ -153,9 +162,14 @@ export async function buildTraining(
     }
     if (arch === 'jumprelu') merged.l0_coefficient ??= cfg.l0_coefficient;
     if (!merged.hook_name_out) merged.apply_b_dec_to_input ??= cfg.apply_b_dec_to_input;
+    applySaelensSaeOptions(cfg, merged);
     return merged;
   };
   const drafts = (cfg.saes.length > 0 ? cfg.saes : [{}]).map((o, i) => base(o, i));
+  checkSaelensSaeOptions(
+    cfg,
+    drafts.map((d) => d.architecture as SaeArchitecture),
+  );
   const hooks = [
     ...new Set(
       drafts.flatMap((d) => (d.hook_name_out ? [d.hook_name, d.hook_name_out] : [d.hook_name]) as string[]),
@@ -182,16 +196,14 @@ export async function buildTraining(
   const configs = drafts.map((d, i) => {
     const dIn = input.widths[d.hook_name as string] as number;
     const dOut = d.hook_name_out ? input.widths[d.hook_name_out as string] : undefined;
-    const dSae = (d.d_sae as number | undefined) ?? cfg.d_sae ?? (gpt2Like ? 16 : 8) * dIn;
-    const arch = d.architecture as string;
+    const dSae = requestedDSae(d, cfg, dIn) ?? (gpt2Like ? 16 : 8) * dIn;
+    const { expansion_factor: _factor, ...rest } = d;
     return {
-      name:
-        (d.name as string | undefined) ??
-        (drafts.length === 1 ? `${arch}-${d.hook_name}` : `${i}-${arch}-${d.hook_name}`),
+      name: (d.name as string | undefined) ?? sweepSaeName(drafts, cfg.saes, i),
       d_in: dIn,
       ...(dOut !== undefined ? { d_out: dOut } : {}),
+      ...rest,
       d_sae: dSae,
-      ...d,
       metadata: {
         model_name: input.modelName,
         hook_name: d.hook_name,
@@ -199,6 +211,8 @@ export async function buildTraining(
         prepend_bos: cfg.prepend_bos,
         dataset_path: cfg.activations ?? cfg.dataset,
         exclude_special_tokens: cfg.exclude_special_tokens,
+        // SAELens's record of how the model was loaded: eval-sae and SAELens rebuild the same model from it.
+        model_from_pretrained_kwargs: modelFromPretrainedKwargs(cfg.processing),
       },
     };
   });
