@@ -24,6 +24,7 @@ import {
   writeEvalOutputs,
 } from '../src/eval/index.js';
 import type { FeatureContexts, SaeEvalResult } from '../src/eval/index.js';
+import { evalProcessing } from '../src/eval/model-processing.js';
 import { WEIGHT_PROCESSINGS } from '../src/model/index.js';
 import { definePipeline, opt, trackProgress, UserError } from '../src/pipeline/index.js';
 import { renderReport, REPORT_HTML } from '../src/report/index.js';
@@ -43,13 +44,13 @@ export default definePipeline({
       'auto (gpt2 from the HF cache, else the embedded tiny-gpt2), tiny-gpt2, a directory, or a hub name',
     ),
     dataset: opt.string(
-      'moby-dick',
-      'text file, directory, glob, embedded corpus, or Hugging Face dataset id',
+      'sotu',
+      'text file, directory, glob, embedded corpus, or Hugging Face dataset id (default: sotu, text the training default moby-dick leaves out)',
     ),
     processing: opt.choice(
-      WEIGHT_PROCESSINGS,
-      'none',
-      'model weight processing (as the SAEs were trained with)',
+      ['auto', ...WEIGHT_PROCESSINGS],
+      'auto',
+      "model weight processing; auto: what the SAEs' cfg.json records (metadata.model_from_pretrained_kwargs), else none",
     ),
     engine: opt.choice(
       EVAL_ENGINES,
@@ -117,7 +118,17 @@ export default definePipeline({
       );
       const excluded = cfg.exclude_special_tokens ? [GPT2_BOS_ID] : [];
       const layers = new Set(targets.flatMap((t) => (t.hookOut.layer === null ? [] : [t.hookOut.layer])));
-      const { model, unembed } = await loadEvalModel(described, cfg.processing, layers, cfg.engine);
+      const { processing, mismatched } = evalProcessing(
+        cfg.processing === 'auto' ? null : cfg.processing,
+        targets,
+      );
+      for (const m of mismatched) {
+        ctx.log.warn(
+          `SAE ${m.name} was trained on a model with processing ${m.recorded}; evaluating it with --processing ${processing}`,
+        );
+      }
+      if (processing !== 'none') ctx.log.info(`model weight processing: ${processing}`);
+      const { model, unembed } = await loadEvalModel(described, processing, layers, cfg.engine);
       disposeModel = () => model.dispose();
 
       const windows = Math.ceil(cfg.n_eval_tokens / contextSize);
