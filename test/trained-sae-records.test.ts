@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { FiringStats } from '../src/sae/firing-stats.js';
 import { evalProcessing } from '../src/eval/model-processing.js';
 import { parseCliArgs } from '../src/pipeline/cli-args.js';
 import { defaultsOf } from '../src/pipeline/resolve-config.js';
@@ -32,7 +33,7 @@ beforeAll(async () => {
     parseCliArgs([
       'pipelines/gpt2-resid.ts',
       ...['--model', MODEL_F32, '--dataset', tokenJsonl(randomWindows(40, SEQ, 1)), ...fixtureText],
-      ...['--layer', '1', '--k', '4', '--d_sae', '128', '--processing', 'center_writing_weights'],
+      ...['--layer', '1', '--k', '4', '--d_sae', '1024', '--processing', 'center_writing_weights'],
       ...['--train_batch_size_tokens', '128', '--training_tokens', '512', '--n_batches_in_buffer', '2'],
       ...['--backend', 'wasm', '--out', trainRun],
     ]),
@@ -115,6 +116,36 @@ describe('a trained SAE records how its model was processed', () => {
     // The newest of the three evaluations above.
     expect(found!.file).toBe(path.join(root, 'eval-plain', SAE, 'eval.json'));
     expect(found!.headline.l0).toBeGreaterThan(0);
+  });
+
+  it('training reports features never fired next to dead-by-window, and says when the run is shorter than the window', () => {
+    const train = readFileSync(path.join(trainRun, 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, number | string>)
+      .filter((r) => r.event === 'train');
+    expect(train.length).toBe(4);
+    for (const r of train) {
+      // Four steps against a 1000-step window: nothing can be dead yet, while many of 1024 features have not fired yet.
+      expect(r.dead_features).toBe(0);
+      expect(r.never_fired_features).toBeGreaterThan(0);
+    }
+    const counts = train.map((r) => r.never_fired_features as number);
+    expect(counts).toEqual([...counts].sort((a, b) => b - a));
+    const log = readFileSync(path.join(trainRun, 'run.log'), 'utf8');
+    expect(log).toContain(
+      `SAE ${SAE}: 4 training steps, no more than dead_feature_window (1000): no feature can count as dead, and AuxK, which revives dead features, never starts`,
+    );
+    expect(log).toMatch(/never fired \d+/);
+  });
+
+  it('the firing statistics count features that never fired since the start, not by window', () => {
+    const stats = new FiringStats(4);
+    stats.record([0, 2, 0, 0], 8);
+    stats.record([0, 0, 1, 0], 8);
+    expect(stats.neverFiredCount()).toBe(2);
+    expect(stats.deadCount(2)).toBe(0);
+    expect(stats.deadCount(1)).toBe(2);
   });
 
   it('eval-sae evaluates on held-out text by default, not on the training default', () => {

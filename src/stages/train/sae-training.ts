@@ -4,7 +4,8 @@ import type { MetricsWriter } from '../../pipeline/metrics.js';
 import type { Progress } from '../../pipeline/progress.js';
 import { asyncStage } from '../../pipeline/async-stage.js';
 import type { Stage } from '../../pipeline/stage.js';
-import type { SaeStepMetrics, SaeTrainer } from '../../sae/index.js';
+import { totalTrainingSteps, type SaeStepMetrics, type SaeTrainer } from '../../sae/index.js';
+import type { SaeTrainingConfig } from '../../sae/index.js';
 import type { TrainingBatch } from '../store/activation-store.js';
 
 export interface SaeTrainingOptions {
@@ -30,7 +31,33 @@ export interface SaeTrainingSummary {
 
 /** The latest metrics line of each SAE, for the live progress display (a sweep shows the first SAE's). */
 function progressValues(m: SaeStepMetrics): Record<string, number> {
-  return { loss: m.loss, l0: m.l0, ev: m.explained_variance, dead: m.dead_features };
+  return {
+    loss: m.loss,
+    l0: m.l0,
+    ev: m.explained_variance,
+    dead: m.dead_features,
+    'never fired': m.never_fired_features,
+  };
+}
+
+/**
+ * Says so when an SAE trains for fewer steps than its dead_feature_window: no feature can count as dead, the
+ * progress line's `dead` stays 0 whatever `never fired` shows, and AuxK (topk, batchtopk) never starts.
+ */
+export function shortRunNotes(configs: readonly SaeTrainingConfig[]): string[] {
+  return configs.flatMap((cfg) => {
+    const steps = totalTrainingSteps(cfg);
+    if (steps > cfg.dead_feature_window) return [];
+    const auxk =
+      cfg.architecture === 'topk' || cfg.architecture === 'batchtopk'
+        ? ', and AuxK, which revives dead features, never starts'
+        : '';
+    return [
+      `SAE ${cfg.name}: ${steps} training steps, no more than dead_feature_window (${cfg.dead_feature_window}): ` +
+        `no feature can count as dead${auxk}; "never fired" counts the features that have not fired yet ` +
+        '(a smaller --dead_feature_window makes the window fit the run)',
+    ];
+  });
 }
 
 /**
@@ -81,6 +108,7 @@ export function saeTraining(options: SaeTrainingOptions): Stage<TrainingBatch, S
         );
         trainer.checkHookWidths(widths);
         checked = true;
+        for (const note of shortRunNotes(trainer.configs)) log?.info(note);
       }
       pending.push(batch);
       if (pending.length >= trainer.batchesWanted(batch.rows) || pending[0]!.rows !== batch.rows)
