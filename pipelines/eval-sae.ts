@@ -88,6 +88,7 @@ export default definePipeline({
       null,
     ),
   },
+  usesTensorflowJs: (cfg) => cfg.engine !== 'onnx',
   async build(cfg, ctx) {
     const described = await describeEvalModel(cfg.model);
     const { config: modelConfig, source } = described;

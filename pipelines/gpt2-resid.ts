@@ -15,6 +15,7 @@ export default definePipeline({
     hook_name: opt.nullable(opt.string('', 'same as --hook (SAELens name)'), null),
   },
   foreignNames: SAELENS_RUNNER_NAMES,
+  usesTensorflowJs: (cfg) => cfg.engine !== 'onnx',
   build(cfg, ctx) {
     if (cfg.hook !== null && cfg.hook_name !== null && cfg.hook !== cfg.hook_name) {
       throw new UserError(`--hook ${cfg.hook} and --hook_name ${cfg.hook_name} disagree; give one of them`);

@@ -13,6 +13,7 @@ export default definePipeline({
     skip_connection: opt.boolean(false, 'add a linear skip connection W_skip'),
   },
   foreignNames: SAELENS_TRANSCODER_NAMES,
+  usesTensorflowJs: (cfg) => cfg.engine !== 'onnx',
   build(cfg, ctx) {
     return defer(() =>
       buildTraining(cfg, ctx, {

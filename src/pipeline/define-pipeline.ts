@@ -32,6 +32,8 @@ export interface PipelineDefinition<S extends ConfigSchema> {
   readonly config: S;
   /** Another tool's names for these options (SAELens's runner config), read on the command line and in files. */
   readonly foreignNames?: ForeignNames;
+  /** Whether a run with this config computes on TensorFlow.js (absent: yes), rather than on onnxruntime. */
+  usesTensorflowJs?(cfg: ConfigOf<S>): boolean;
   /**
    * Wires stages together. The returned observable is subscribed once; its last value, when it is an
    * object, is the run's result (written to result.json and printed).

@@ -189,9 +189,15 @@ export async function runPipeline(args: RunnerArgs, io: RunnerIo): Promise<RunOu
   const backend = await selectBackend(args.resume ? resumedBackend(args, runDir) : args.backend);
   log.info(`${args.resume ? 'resuming' : 'run'} directory: ${runDir}`);
   for (const note of notes) log.info(note);
-  log.info(
-    `compute backend: ${backend.name} (${backend.package}, ${backend.threads} thread${backend.threads === 1 ? '' : 's'}; ${backend.reason})`,
-  );
+  // A run that computes on onnxruntime (--engine onnx) does its work there: naming the TensorFlow.js backend
+  // would suggest the run is on wasm.
+  if (pipeline.usesTensorflowJs?.(cfg) ?? true) {
+    log.info(
+      `compute backend: ${backend.name} (${backend.package}, ${backend.threads} thread${backend.threads === 1 ? '' : 's'}; ${backend.reason})`,
+    );
+  } else {
+    log.info(`compute engine: onnxruntime-node on ${backend.name === 'cuda' ? 'CUDA' : 'the CPU'}`);
+  }
   const runInfo = {
     pipeline: pipeline.name,
     file: args.pipelineFile,

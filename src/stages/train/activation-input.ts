@@ -11,6 +11,7 @@ import {
   type EngineName,
 } from '../model/index.js';
 import { documentSource, pack, tokenize } from '../text/index.js';
+import { plural } from '../../util/plural.js';
 
 export interface ActivationInputOptions {
   /** A cache directory or Parquet file/directory; when set, no model runs. */
@@ -61,7 +62,7 @@ export async function openActivationInput(
       widths[hook] = spec.d;
     }
     ctx.log.info(
-      `activations: ${info.kind} ${o.activations} (${info.totalRows} tokens, ${info.files.length} files)`,
+      `activations: ${info.kind} ${o.activations} (${info.totalRows} tokens, ${plural(info.files.length, 'file')})`,
     );
     const read = () => cacheReader({ path: o.activations as string, hooks: o.hooks, flow: ctx.flow });
     return {

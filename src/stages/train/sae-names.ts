@@ -55,8 +55,3 @@ export function sweepSaeName(
   const shared = names.filter((n) => n === mine).length > 1;
   return shared || mine === String(draft.architecture) ? `${mine}-${index}` : mine;
 }
-
-/** Compares names with their numbers as numbers: topk-k8 before topk-k16 before topk-k32. */
-export function naturalCompare(a: string, b: string): number {
-  return a.localeCompare(b, 'en', { numeric: true });
-}
