@@ -20,6 +20,7 @@ import {
   resolveWindowing,
   saeEvaluation,
   saeModelName,
+  requestedDashboardFeatures,
   selectDashboardFeatures,
   writeEvalOutputs,
 } from '../src/eval/index.js';
@@ -79,7 +80,12 @@ export default definePipeline({
     n_dashboard_features: opt.int(8, 'features per SAE given a dashboard (0: no dashboards, one pass only)', {
       min: 0,
     }),
-    seed: opt.int(42, 'seed for the randomly chosen dashboard features', { min: 0 }),
+    features: opt.numberList(
+      [],
+      'feature ids given a dashboard in every SAE, e.g. 3,17 (instead of n_dashboard_features chosen across the density range)',
+      { min: 0 },
+    ),
+    seed: opt.int(42, 'seed for the dashboard features drawn within each density range', { min: 0 }),
     ce_score_floor: opt.number(0.8, 'canonical SAE: lowest CE loss score it should reach'),
     target_l0: opt.nullable(
       opt.number(1, 'canonical SAE: the frontier SAE with L0 closest to this (overrides the floor)', {
@@ -134,7 +140,10 @@ export default definePipeline({
 
       const windows = Math.ceil(cfg.n_eval_tokens / contextSize);
       const skipWindows = Math.ceil(cfg.skip_tokens / contextSize);
-      const dashboards = cfg.n_dashboard_features > 0;
+      const dashboards = cfg.features.length > 0 || cfg.n_dashboard_features > 0;
+      const chosenFeatures = targets.map((t) =>
+        cfg.features.length > 0 ? requestedDashboardFeatures(cfg.features, t.config.d_sae, t.name) : null,
+      );
       ctx.progress.setTotal(windows * contextSize * (dashboards ? 2 : 1));
       // Called once per pass: the same documents, packed the same way, give the same windows.
       const tokenBatches = () =>
@@ -180,7 +189,9 @@ export default definePipeline({
           model,
           results.map((r, i) => ({
             target: r.target,
-            features: selectDashboardFeatures(r.sparsity.density, cfg.n_dashboard_features, cfg.seed + i),
+            features:
+              chosenFeatures[targets.indexOf(r.target)] ??
+              selectDashboardFeatures(r.sparsity.density, cfg.n_dashboard_features, cfg.seed + i),
             maxActivation: r.sparsity.maxActivation,
           })),
           { excludeTokenIds: excluded },

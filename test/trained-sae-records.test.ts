@@ -148,6 +148,20 @@ describe('a trained SAE records how its model was processed', () => {
     expect(stats.deadCount(1)).toBe(2);
   });
 
+  it('eval-sae gives dashboards to the features named with --features', async () => {
+    const out = path.join(root, 'eval-features');
+    const outcome = await evaluate(out, ['--n_dashboard_features', '2', '--features', '3,17']);
+    expect(outcome?.status).toBe('completed');
+    const dashboards = readJson(out, 'report-data.json').dashboards as Array<{
+      sae: string;
+      feature: number;
+    }>;
+    expect(dashboards.map((d) => d.feature)).toEqual([3, 17]);
+    await expect(evaluate(path.join(root, 'eval-bad-features'), ['--features', '1024'])).rejects.toThrow(
+      `--features 1024: SAE ${SAE} has features 0..1023`,
+    );
+  });
+
   it('eval-sae evaluates on held-out text by default, not on the training default', () => {
     const evalDefault = defaultsOf(evalSae.config).dataset;
     expect(evalDefault).toBe('sotu');
