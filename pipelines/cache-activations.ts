@@ -54,6 +54,7 @@ export default definePipeline({
     shard_size_mb: opt.number(256, 'target shard size in MiB (uncompressed)', { min: 0.001 }),
     compression: opt.choice(PARQUET_COMPRESSIONS, 'snappy', 'Parquet compression'),
   },
+  usesTensorflowJs: (cfg) => cfg.engine !== 'onnx',
   async build(cfg, ctx) {
     const source = await resolveModelSource(cfg.model);
     ctx.log.info(`model: ${source.description}`);

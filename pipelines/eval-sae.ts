@@ -19,11 +19,13 @@ import {
   resolveWindowing,
   saeEvaluation,
   saeModelName,
+  requestedDashboardFeatures,
   selectDashboardFeatures,
   writeEvalOutputs,
 } from '../src/eval/index.js';
 import type { FeatureContexts, SaeEvalResult } from '../src/eval/index.js';
 import { ENGINES, resolveEngine } from '../src/engine/engines.js';
+import { evalProcessing } from '../src/eval/model-processing.js';
 import { WEIGHT_PROCESSINGS } from '../src/model/index.js';
 import { definePipeline, opt, trackProgress, UserError } from '../src/pipeline/index.js';
 import { renderReport, REPORT_HTML } from '../src/report/index.js';
@@ -43,13 +45,13 @@ export default definePipeline({
       'auto (gpt2 from the HF cache, else the embedded tiny-gpt2), tiny-gpt2, a directory, or a hub name',
     ),
     dataset: opt.string(
-      'moby-dick',
-      'text file, directory, glob, embedded corpus, or Hugging Face dataset id',
+      'sotu',
+      'text file, directory, glob, embedded corpus, or Hugging Face dataset id (default: sotu, text the training default moby-dick leaves out)',
     ),
     processing: opt.choice(
-      WEIGHT_PROCESSINGS,
-      'none',
-      'model weight processing (as the SAEs were trained with)',
+      ['auto', ...WEIGHT_PROCESSINGS],
+      'auto',
+      "model weight processing; auto: what the SAEs' cfg.json records (metadata.model_from_pretrained_kwargs), else none",
     ),
     engine: opt.choice(
       ENGINES,
@@ -78,7 +80,12 @@ export default definePipeline({
     n_dashboard_features: opt.int(8, 'features per SAE given a dashboard (0: no dashboards, one pass only)', {
       min: 0,
     }),
-    seed: opt.int(42, 'seed for the randomly chosen dashboard features', { min: 0 }),
+    features: opt.numberList(
+      [],
+      'feature ids given a dashboard in every SAE, e.g. 3,17 (instead of n_dashboard_features chosen across the density range)',
+      { min: 0 },
+    ),
+    seed: opt.int(42, 'seed for the dashboard features drawn within each density range', { min: 0 }),
     ce_score_floor: opt.number(0.8, 'canonical SAE: lowest CE loss score it should reach'),
     target_l0: opt.nullable(
       opt.number(1, 'canonical SAE: the frontier SAE with L0 closest to this (overrides the floor)', {
@@ -87,6 +94,7 @@ export default definePipeline({
       null,
     ),
   },
+  usesTensorflowJs: (cfg) => cfg.engine !== 'onnx',
   async build(cfg, ctx) {
     const described = await describeEvalModel(cfg.model);
     const { config: modelConfig, source } = described;
@@ -117,13 +125,26 @@ export default definePipeline({
       );
       const excluded = cfg.exclude_special_tokens ? [GPT2_BOS_ID] : [];
       const layers = new Set(targets.flatMap((t) => (t.hookOut.layer === null ? [] : [t.hookOut.layer])));
-      const engine = await resolveEngine(cfg.engine, (m) => ctx.log.info(m));
-      const { model, unembed } = await loadEvalModel(described, cfg.processing, layers, engine);
+      const { processing, mismatched } = evalProcessing(
+        cfg.processing === 'auto' ? null : cfg.processing,
+        targets,
+      );
+      for (const m of mismatched) {
+        ctx.log.warn(
+          `SAE ${m.name} was trained on a model with processing ${m.recorded}; evaluating it with --processing ${processing}`,
+        );
+      }
+      if (processing !== 'none') ctx.log.info(`model weight processing: ${processing}`);
+      const engine = await resolveEngine(cfg.engine, (msg) => ctx.log.info(msg));
+      const { model, unembed } = await loadEvalModel(described, processing, layers, engine);
       disposeModel = () => model.dispose();
 
       const windows = Math.ceil(cfg.n_eval_tokens / contextSize);
       const skipWindows = Math.ceil(cfg.skip_tokens / contextSize);
-      const dashboards = cfg.n_dashboard_features > 0;
+      const dashboards = cfg.features.length > 0 || cfg.n_dashboard_features > 0;
+      const chosenFeatures = targets.map((t) =>
+        cfg.features.length > 0 ? requestedDashboardFeatures(cfg.features, t.config.d_sae, t.name) : null,
+      );
       ctx.progress.setTotal(windows * contextSize * (dashboards ? 2 : 1));
       // Called once per pass: the same documents, packed the same way, give the same windows.
       const tokenBatches = () =>
@@ -169,7 +190,9 @@ export default definePipeline({
           model,
           results.map((r, i) => ({
             target: r.target,
-            features: selectDashboardFeatures(r.sparsity.density, cfg.n_dashboard_features, cfg.seed + i),
+            features:
+              chosenFeatures[targets.indexOf(r.target)] ??
+              selectDashboardFeatures(r.sparsity.density, cfg.n_dashboard_features, cfg.seed + i),
             maxActivation: r.sparsity.maxActivation,
           })),
           { excludeTokenIds: excluded },

@@ -22,6 +22,7 @@ import {
   type TrainingConfig,
   type TrainingKind,
 } from '../src/stages/train/index.js';
+import { SAELENS_RUNNER_NAMES } from '../src/stages/train/saelens-names.js';
 
 /** The training flow, shared with gpt2-transcoder.ts (which reads other hooks). */
 export function trainSaes(cfg: TrainingConfig, ctx: RunContext, kind: TrainingKind) {
@@ -81,6 +82,8 @@ export default definePipeline({
     hook: opt.nullable(opt.string('', 'hook name (default blocks.<layer>.hook_resid_pre)'), null),
     hook_name: opt.nullable(opt.string('', 'same as --hook (SAELens name)'), null),
   },
+  foreignNames: SAELENS_RUNNER_NAMES,
+  usesTensorflowJs: (cfg) => cfg.engine === 'tfjs',
   build(cfg, ctx) {
     if (cfg.hook !== null && cfg.hook_name !== null && cfg.hook !== cfg.hook_name) {
       throw new UserError(`--hook ${cfg.hook} and --hook_name ${cfg.hook_name} disagree; give one of them`);

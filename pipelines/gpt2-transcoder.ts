@@ -3,6 +3,7 @@
 // The flow is gpt2-resid.ts's, reading two hooks per SAE.
 import { definePipeline, opt } from '../src/pipeline/index.js';
 import { trainingOptions } from '../src/stages/train/index.js';
+import { SAELENS_TRANSCODER_NAMES } from '../src/stages/train/saelens-names.js';
 import { trainSaes } from './gpt2-resid.js';
 
 export default definePipeline({
@@ -12,6 +13,8 @@ export default definePipeline({
     ...trainingOptions,
     skip_connection: opt.boolean(false, 'add a linear skip connection W_skip'),
   },
+  foreignNames: SAELENS_TRANSCODER_NAMES,
+  usesTensorflowJs: (cfg) => cfg.engine === 'tfjs',
   build(cfg, ctx) {
     return trainSaes(cfg, ctx, {
       hooks: (layer) => ({

@@ -25,6 +25,8 @@ export default definePipeline({
     n_eval_tokens: opt.int(4096, 'held-out tokens to evaluate on', { min: 1 }),
     n_dashboard_features: opt.int(6, 'feature dashboards per SAE', { min: 0 }),
   },
+  // Training and evaluation both run on onnxruntime.
+  usesTensorflowJs: () => false,
   build(cfg, ctx) {
     // A pipeline's build may return its observable or a promise of one.
     const stream = <T>(build: () => Observable<T> | Promise<Observable<T>>) =>

@@ -7,6 +7,7 @@ import {
   flatWeightStatistics,
   integerHistogram,
   logitEffects,
+  requestedDashboardFeatures,
   selectDashboardFeatures,
   tokenString,
   unembedInput,
@@ -240,15 +241,41 @@ describe('weightStatistics', () => {
 describe('selectDashboardFeatures', () => {
   const density = [0.5, 0, 0.2, 0.2, 0.1, 0.05, 0.3];
 
-  it('the most frequent alive features, then seeded random alive ones', () => {
-    const chosen = selectDashboardFeatures(density, 4, 1);
-    expect(chosen.slice(0, 3)).toEqual([0, 6, 2]);
-    expect([3, 4, 5]).toContain(chosen[3]);
-    expect(selectDashboardFeatures(density, 4, 1)).toEqual(chosen);
-    const draws = new Set(Array.from({ length: 20 }, (_, s) => selectDashboardFeatures(density, 4, s)[3]));
+  it('spreads the features over the density range, seeded, densest first', () => {
+    // 1,000 alive features with densities from 1e-6 to 0.5, evenly in log10; 0 never fires.
+    const wide = Float64Array.from({ length: 1001 }, (_, j) =>
+      j === 0 ? 0 : 0.5 * 10 ** (-(5.7 * (j - 1)) / 999),
+    );
+    const chosen = selectDashboardFeatures(wide, 8, 1);
+    expect(chosen).toHaveLength(8);
+    expect(chosen).not.toContain(0);
+    const logs = chosen.map((j) => Math.log10(wide[j]!));
+    expect(logs).toEqual([...logs].sort((a, b) => b - a));
+    // One feature from each eighth of the range: the rarest chosen is below 1e-5, the densest above 0.1.
+    expect(Math.min(...logs)).toBeLessThan(-5);
+    expect(Math.max(...logs)).toBeGreaterThan(-1);
+    for (let b = 0; b < 8; b++) {
+      const top = Math.log10(0.5) - (5.7 * b) / 8;
+      expect(logs.filter((l) => l <= top + 1e-9 && l > top - 5.7 / 8 - 1e-9)).toHaveLength(1);
+    }
+    // The old rule took the densest: 8 of the 8 densest features would all be above 0.45.
+    expect(chosen.filter((j) => wide[j]! > 0.45).length).toBeLessThanOrEqual(1);
+    expect(selectDashboardFeatures(wide, 8, 1)).toEqual(chosen);
+    const draws = new Set(Array.from({ length: 20 }, (_, s) => selectDashboardFeatures(wide, 8, s).join()));
     expect(draws.size).toBeGreaterThan(1);
-    expect(selectDashboardFeatures(density, 50, 3).sort()).toEqual([0, 2, 3, 4, 5, 6]);
+  });
+
+  it('all alive features when there are no more than asked for; none when none fired', () => {
+    expect(selectDashboardFeatures(density, 50, 3)).toEqual([0, 6, 2, 3, 4, 5]);
     expect(selectDashboardFeatures([0, 0], 4, 1)).toEqual([]);
+    expect(selectDashboardFeatures(density, 0, 1)).toEqual([]);
+  });
+
+  it('takes feature ids by name, within each SAE', () => {
+    expect(requestedDashboardFeatures([3, 17, 3], 64, 'sae')).toEqual([3, 17]);
+    expect(() => requestedDashboardFeatures([3, 64], 64, 'topk-k8')).toThrow(
+      '--features 64: SAE topk-k8 has features 0..63',
+    );
   });
 });
 
@@ -337,6 +364,7 @@ describe('training curves', () => {
           l0: 5,
           explained_variance: 0.1,
           dead_features: 0,
+          never_fired_features: 12,
         }),
         rec({ event: 'train', sae: 'b', step: 0, tokens: 8, loss: 9 }),
         '{"event": "train", "sae": "a", "st',
@@ -344,8 +372,24 @@ describe('training curves', () => {
       ].join('\n'),
     );
     expect(await readTrainingCurve(file, 'a')).toEqual([
-      { step: 0, tokens: 8, loss: 3, l0: 5, explained_variance: 0.1, dead_features: 0 },
-      { step: 1, tokens: 16, loss: 2, l0: 4, explained_variance: null, dead_features: null },
+      {
+        step: 0,
+        tokens: 8,
+        loss: 3,
+        l0: 5,
+        explained_variance: 0.1,
+        dead_features: 0,
+        never_fired_features: 12,
+      },
+      {
+        step: 1,
+        tokens: 16,
+        loss: 2,
+        l0: 4,
+        explained_variance: null,
+        dead_features: null,
+        never_fired_features: null,
+      },
     ]);
     expect(await readTrainingCurve(file, 'c')).toEqual([]);
   });

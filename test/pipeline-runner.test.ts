@@ -77,7 +77,14 @@ describe('runner', () => {
     const r = io(signals);
     const args = parseCliArgs([PIPELINE, '--count', '200', '--delay_ms', '3', '--out', dir]);
     const running = runPipeline(args, r);
-    setTimeout(() => signals.emit('SIGINT'), 150);
+    // Ctrl-C once the run is under way: a fixed delay raced the runner's start-up (backend selection takes
+    // longer than 150 ms on a busy machine) and the signal then reached no handler.
+    const started = Date.now();
+    while (signals.listenerCount('SIGINT') === 0 && Date.now() - started < 30_000) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    signals.emit('SIGINT');
     const first = await running;
     expect(first?.status).toBe('interrupted');
     expect(signals.listenerCount('SIGINT')).toBe(0);

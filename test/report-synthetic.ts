@@ -55,6 +55,8 @@ function histogram(
   return { edges, counts };
 }
 
+const windowDead = (step: number, dead: number) => (step <= 1000 ? 0 : dead);
+
 function curve(rng: Mulberry32, steps: number, finalL0: number, finalEv: number): TrainingCurvePoint[] {
   return Array.from({ length: steps }, (_, i) => {
     const t = (i + 1) / steps;
@@ -64,7 +66,9 @@ function curve(rng: Mulberry32, steps: number, finalL0: number, finalEv: number)
       loss: 0.05 + 2 * Math.exp(-6 * t) + 0.01 * rng.next(),
       l0: finalL0 + 300 * Math.exp(-8 * t),
       explained_variance: finalEv * (1 - Math.exp(-5 * t)),
-      dead_features: Math.round(2000 * Math.exp(-4 * t) + 5 * rng.next()),
+      // SAELens's count waits for the window (here 1000 steps); features that never fired show from the start.
+      dead_features: windowDead((i + 1) * 100, Math.round(2000 * Math.exp(-4 * t) + 5 * rng.next())),
+      never_fired_features: Math.round(3000 * Math.exp(-6 * t)),
     };
   });
 }

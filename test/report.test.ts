@@ -208,12 +208,26 @@ describe('renderReport on a sweep with dashboards', () => {
     expect(summary).toContain('<td class="num" data-v="">—</td>');
   });
 
+  it('reports never-fired features next to dead-by-window in training, and eval counts with their tokens', () => {
+    const lines = markdown.split('\n');
+    expect(lines).toContain(
+      '| SAE | Steps | Tokens | Loss | L0 | Explained var. | Dead (window) | Never fired |',
+    );
+    const row = lines.find((l) => l.startsWith('| L6-topk-k32-16k | 6,000 |'));
+    const last = data.saes.find((s) => s.name === 'L6-topk-k32-16k')!.training_curve.at(-1)!;
+    expect(row).toMatch(new RegExp(`\\| ${last.dead_features} \\| ${last.never_fired_features} \\|$`));
+    expect(markdown).toContain('it stays 0 until that many steps have run');
+    expect(html).toContain('it stays 0 until that many steps have run');
+    expect(html).toContain('<dt>dead (no firing in 409,600 eval tokens)</dt>');
+    expect(html).toContain('log₁₀ feature density (firings per token, over 409,600 eval tokens)');
+  });
+
   it('writes the same tables to report.md', () => {
     const lines = markdown.split('\n');
     expect(lines[0]).toBe('# gpt2-sweep &lt;L6 &amp; L8&gt;: SAE evaluation report');
     expect(markdown).toContain('- **Evaluation tokens:** 409,600');
     expect(lines).toContain(
-      '| Layer | SAE | Hook | Architecture | Width | L0 | Explained var. | CE loss score | KL score | Dead features |',
+      '| Layer | SAE | Hook | Architecture | Width | L0 | Explained var. | CE loss score | KL score | Dead features (over 409,600 eval tokens) |',
     );
     expect(lines).toContain(
       '| 6 | ★ L6-topk-k64-16k | blocks.6.hook\\_resid\\_pre | topk | 16,384 (×21.3) | 64.0 | 0.8420 | 0.9587 | 0.9487 | 40 (0.24%) |',
@@ -395,6 +409,22 @@ describe('chart specs', () => {
       'L8-jumprelu-24k',
     ]);
     expect(trainingChart(minimalReportData(), 'l0')).toBeNull();
+  });
+
+  it('plots dead-by-window and never-fired features side by side for each trained SAE', () => {
+    const spec = trainingChart(data, 'dead_features')!;
+    expect(spec.series.map((s) => s.label)).toEqual([
+      'L6-topk-k32-16k: dead (window)',
+      'L6-topk-k32-16k: never fired',
+      'L6-topk-k64-16k: dead (window)',
+      'L6-topk-k64-16k: never fired',
+      'L8-jumprelu-24k: dead (window)',
+      'L8-jumprelu-24k: never fired',
+    ]);
+    const [dead, never] = spec.series;
+    // In the first window the window count is 0 while thousands of features have not fired yet.
+    expect(dead!.points[0]!.y).toBe(0);
+    expect(never!.points[0]!.y).toBeGreaterThan(1000);
   });
 
   it('uses a log axis only for positive values spanning an order of magnitude', () => {

@@ -5,6 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UserError } from '../src/pipeline/errors.js';
 import { readSaeFolder } from '../src/sae/index.js';
 import { findRelease, loadSae, resolveSae, saveAsSaelens, SAE_RELEASES } from '../src/sae-formats/index.js';
+import { RELEASES_SOURCE } from '../src/sae-formats/releases.js';
+import { nearestReleases, releaseLocation } from '../src/sae-formats/resolve.js';
 import { startFakeHub } from './hub-fake-server.js';
 import type { FakeHub } from './hub-fake-server.js';
 import { CASES, populateCache } from './sae-formats-helpers.js';
@@ -54,8 +56,9 @@ describe('the release registry', () => {
       path: 'v5_128k_layer_8',
     });
     expect(findRelease('gemma-scope-2b-pt-res')!.repoId).toBe('google/gemma-scope-2b-pt-res');
+    // null: SAELens converts these from formats saeflow has no reader for (llama_scope, dictionary_learning_1...).
     expect(new Set(SAE_RELEASES.map((r) => r.format))).toEqual(
-      new Set(['saelens', 'gemma-scope', 'sparsify']),
+      new Set(['saelens', 'gemma-scope', 'sparsify', null]),
     );
   });
 });
@@ -154,9 +157,7 @@ describe('resolving RELEASE/SAE_ID through the Hugging Face cache', () => {
     expect(await failure(loadSae('gemma-scope-2b-pt-res/layer_3', { env: { HF_HOME: home } }))).toMatch(
       /e\.g\. gemma-scope-2b-pt-res\/layer_12\/width_16k\/average_l0_82/,
     );
-    expect(await failure(loadSae('not a release!', { env: { HF_HOME: home } }))).toMatch(
-      /not a known release/,
-    );
+    expect(await failure(loadSae('not a release!', { env: { HF_HOME: home } }))).toMatch(/unknown release/);
   });
 });
 
@@ -263,5 +264,52 @@ describe('downloading from the hub into the cache', () => {
     expect((await readSaeFolder(converted)).config.metadata.converted_from).toMatchObject({
       repo_id: 'someone/my-saes',
     });
+  });
+});
+
+describe("SAELens's full release list", () => {
+  const yamlCounts = { releases: 73, saes: 4500 };
+
+  it('has every release and SAE of pretrained_saes.yaml, with where it came from', () => {
+    const fromSaelens = SAE_RELEASES.filter((r) => r.name !== 'pythia-70m-sparsify-32k');
+    expect(fromSaelens).toHaveLength(yamlCounts.releases);
+    expect(fromSaelens.reduce((n, r) => n + r.saes!.length, 0)).toBe(yamlCounts.saes);
+    expect(RELEASES_SOURCE.from).toMatch(/^jbloomAus\/SAELens@[0-9a-f]{40} \(6\.18\.0\)$/);
+    expect(RELEASES_SOURCE.generator).toBe('tools/saelens-releases/generate.ts');
+  });
+
+  it('resolves every RELEASE/SAE_ID to its repository and path', () => {
+    for (const release of SAE_RELEASES) {
+      for (const sae of release.saes ?? []) {
+        const at = releaseLocation(`${release.name}/${sae.id}`)!;
+        expect(at.repoId).toBe(release.repoId);
+        expect(at.path).toBe(sae.path);
+      }
+    }
+    expect(releaseLocation('gemma-scope-2b-pt-res-canonical/layer_12/width_16k/canonical')).toMatchObject({
+      repoId: 'google/gemma-scope-2b-pt-res',
+      path: 'layer_12/width_16k/average_l0_82',
+    });
+    expect(releaseLocation('gpt2-small-mlp-tm/blocks.3.hook_mlp_out')).toMatchObject({
+      repoId: 'tommmcgrath/gpt2-small-mlp-out-saes',
+      path: 'sae_group_gpt2_blocks.3.hook_mlp_out_24576:v0',
+    });
+    expect(findRelease('gpt2-small-mlp-tm')!.processing).toBe('center_writing_weights');
+    expect(releaseLocation('jbloom/GPT2-Small-SAEs-Reformatted/blocks.8.hook_resid_pre')).toBeUndefined();
+  });
+
+  it('says "unknown release" with the nearest names, and names the files of a release saeflow cannot read', async () => {
+    const home = await freshHome();
+    const misspelt = await failure(
+      loadSae('gpt2-small-res-jbb/blocks.8.hook_resid_pre', { env: { HF_HOME: home } }),
+    );
+    expect(misspelt).toMatch(/unknown release 'gpt2-small-res-jbb'; nearest: gpt2-small-res-jb\b/);
+    expect(nearestReleases('gemma-scope-2b-res')).toContain('gemma-scope-2b-pt-res');
+    const llama = findRelease('llama_scope_lxr_8x')!;
+    const unreadable = await failure(
+      loadSae(`llama_scope_lxr_8x/${llama.saes![0]!.id}`, { env: { HF_HOME: home, HF_HUB_OFFLINE: '1' } }),
+    );
+    expect(unreadable).toContain("SAELens's 'llama_scope' conversion, which saeflow does not read");
+    expect(unreadable).toContain(`${llama.repoId}/${llama.saes![0]!.path}`);
   });
 });

@@ -109,7 +109,7 @@ describe('resolveDataset', () => {
       /file not found: missing\.jsonl/,
     );
     await expect(resolveDataset('data/*.csv', { cwd: FIXTURES })).rejects.toThrow(/no dataset files match/);
-    await expect(resolveDataset('*.py', { cwd: FIXTURES })).rejects.toThrow(/matches 1 files, none of them/);
+    await expect(resolveDataset('*.py', { cwd: FIXTURES })).rejects.toThrow(/matches 1 file, none of them/);
     await expect(resolveDataset(path.join(FIXTURES, 'make_parquet.py'))).rejects.toThrow(
       /unsupported file type/,
     );

@@ -12,6 +12,7 @@ import type { Histogram } from './histogram.js';
 import { tokenString } from './logit-effects.js';
 import { hookWidth } from './sae-targets.js';
 import type { EvalTarget } from './sae-targets.js';
+import { UserError } from '../pipeline/errors.js';
 
 export interface TopContext {
   tokens: string[];
@@ -40,25 +41,46 @@ export interface DashboardLayout {
 export const DEFAULT_DASHBOARD_LAYOUT: DashboardLayout = { topContexts: 8, before: 12, after: 4, bins: 32 };
 
 /**
- * The features that get a dashboard: the n - ⌊n/4⌋ most frequent alive features (ties: lower index), then
- * ⌊n/4⌋ drawn uniformly from the other alive features with the seed. Fewer when fewer are alive.
+ * The features that get a dashboard, spread over the density range rather than the densest: the range of
+ * log10 density of the alive features is cut into n equal bins, and each bin in turn, densest first, gives a
+ * feature drawn with the seed, until n are chosen (bins with no feature left are skipped). Returned densest
+ * first; all alive features when there are no more than n.
  */
 export function selectDashboardFeatures(density: ArrayLike<number>, n: number, seed: number): number[] {
   const alive: number[] = [];
   for (let j = 0; j < density.length; j++) if (density[j]! > 0) alive.push(j);
   if (n <= 0 || alive.length === 0) return [];
-  alive.sort((a, b) => density[b]! - density[a]! || a - b);
-  const nRandom = Math.floor(n / 4);
-  const nTop = Math.min(alive.length, n - nRandom);
-  const chosen = alive.slice(0, nTop);
-  const rest = alive.slice(nTop);
+  const byDensity = (a: number, b: number) => density[b]! - density[a]! || a - b;
+  if (alive.length <= n) return alive.sort(byDensity);
+  const logs = alive.map((j) => Math.log10(density[j]!));
+  const lo = Math.min(...logs);
+  const hi = Math.max(...logs);
+  const bins: number[][] = Array.from({ length: n }, () => []);
+  alive.forEach((j, i) => {
+    const b = hi > lo ? Math.min(n - 1, Math.floor(((hi - logs[i]!) / (hi - lo)) * n)) : 0;
+    bins[b]!.push(j);
+  });
   const rng = new Mulberry32(seed);
-  for (let i = 0; i < nRandom && rest.length > 0; i++) {
-    const k = Math.floor(rng.next() * rest.length);
-    chosen.push(rest[k]!);
-    rest.splice(k, 1);
+  const chosen: number[] = [];
+  while (chosen.length < n) {
+    for (const bin of bins) {
+      if (bin.length === 0 || chosen.length === n) continue;
+      const k = Math.floor(rng.next() * bin.length);
+      chosen.push(bin[k]!);
+      bin.splice(k, 1);
+    }
   }
-  return chosen;
+  return chosen.sort(byDensity);
+}
+
+/** Feature ids asked for by name (`--features 3,17`), checked against each SAE's width. */
+export function requestedDashboardFeatures(features: readonly number[], dSae: number, sae: string): number[] {
+  for (const f of features) {
+    if (!Number.isInteger(f) || f < 0 || f >= dSae) {
+      throw new UserError(`--features ${f}: SAE ${sae} has features 0..${dSae - 1}`);
+    }
+  }
+  return [...new Set(features)];
 }
 
 interface Candidate {

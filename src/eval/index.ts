@@ -25,7 +25,12 @@ export {
 export type { EvalTarget, SaeLocation } from './sae-targets.js';
 export { SaeEvaluator, keepMask, lossMask } from './evaluator.js';
 export type { EvalMetrics, EvaluatorOptions, SaeEvalResult } from './evaluator.js';
-export { DEFAULT_DASHBOARD_LAYOUT, DashboardCollector, selectDashboardFeatures } from './dashboards.js';
+export {
+  DEFAULT_DASHBOARD_LAYOUT,
+  DashboardCollector,
+  requestedDashboardFeatures,
+  selectDashboardFeatures,
+} from './dashboards.js';
 export type { DashboardLayout, FeatureContexts, TopContext } from './dashboards.js';
 export { hasLogitEffect, logitEffects, tokenString, unembedInput } from './logit-effects.js';
 export type { TokenValue, UnembedWeights } from './logit-effects.js';

@@ -15,6 +15,7 @@ import type { SaeFolderConfig } from '../sae/saelens-folder.js';
 import type { SavedArchitecture } from '../sae/saved-architecture.js';
 import { weightStatistics } from './weight-stats.js';
 import type { WeightStatistics } from './weight-stats.js';
+import { naturalCompare } from '../util/natural-compare.js';
 
 export interface SaeLocation {
   /** Unique within the evaluation: the folder's name, with `-2`, `-3`... added on a clash. */
@@ -53,7 +54,7 @@ function subFolders(dir: string): string[] {
     .filter((e) => e.isDirectory() && !e.name.includes('.tmp-') && !e.name.includes('.old-'))
     .map((e) => path.join(dir, e.name))
     .filter(isSaeFolder)
-    .sort();
+    .sort(naturalCompare);
 }
 
 /**

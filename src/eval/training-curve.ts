@@ -14,6 +14,7 @@ export interface TrainingCurvePoint {
   l0: number | null;
   explained_variance: number | null;
   dead_features: number | null;
+  never_fired_features: number | null;
 }
 
 export const METRICS_FILENAME = 'metrics.jsonl';
@@ -67,6 +68,7 @@ export async function readTrainingCurve(
       l0: num(record.l0),
       explained_variance: num(record.explained_variance),
       dead_features: num(record.dead_features),
+      never_fired_features: num(record.never_fired_features),
     });
   }
   return thinCurve(points, maxPoints);

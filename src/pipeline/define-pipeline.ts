@@ -1,6 +1,7 @@
 import type { Observable } from 'rxjs';
 import type { BackendInfo } from './backend.js';
 import type { Flow } from './flow.js';
+import type { ForeignNames } from './foreign-names.js';
 import type { Logger } from './logger.js';
 import type { MetricsWriter } from './metrics.js';
 import type { ConfigOf, ConfigSchema } from './options.js';
@@ -29,6 +30,10 @@ export interface PipelineDefinition<S extends ConfigSchema> {
   readonly name: string;
   readonly description: string;
   readonly config: S;
+  /** Another tool's names for these options (SAELens's runner config), read on the command line and in files. */
+  readonly foreignNames?: ForeignNames;
+  /** Whether a run with this config computes on TensorFlow.js (absent: yes), rather than on onnxruntime. */
+  usesTensorflowJs?(cfg: ConfigOf<S>): boolean;
   /**
    * Wires stages together. The returned observable is subscribed once; its last value, when it is an
    * object, is the run's result (written to result.json and printed).

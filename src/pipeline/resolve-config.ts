@@ -135,7 +135,9 @@ export function formatOptionsHelp(schema: ConfigSchema): string {
     .map((r) => {
       const pad =
         r.flag.length > width ? `\n${' '.repeat(width + 4)}` : ' '.repeat(width - r.flag.length + 2);
-      return `  ${r.flag}${pad}${r.doc} (default: ${r.def})`;
+      // A doc that explains its own default ("default: 8 for 12-layer models") says more than "none".
+      const def = /\(default[: ]/.test(r.doc) ? '' : ` (default: ${r.def})`;
+      return `  ${r.flag}${pad}${r.doc}${def}`;
     })
     .join('\n');
 }

@@ -10,9 +10,16 @@ import { UserError } from './errors.js';
 import { Flow } from './flow.js';
 import { Logger } from './logger.js';
 import { MetricsWriter } from './metrics.js';
+import { translateForeignNames } from './foreign-names.js';
 import type { ConfigSchema } from './options.js';
 import { Progress, type ProgressDisplay } from './progress.js';
-import { applyCliOverrides, applyJsonConfig, defaultsOf, formatOptionsHelp } from './resolve-config.js';
+import {
+  applyCliOverrides,
+  applyJsonConfig,
+  defaultsOf,
+  flattenSchema,
+  formatOptionsHelp,
+} from './resolve-config.js';
 import { RunState } from './run-state.js';
 
 export type RunStatus = 'completed' | 'interrupted' | 'failed';
@@ -52,9 +59,23 @@ export function pipelineHelp(pipeline: PipelineDefinition<ConfigSchema>, file: s
     'Pipeline options:',
     formatOptionsHelp(pipeline.config),
     '',
+    ...foreignNamesHelp(pipeline),
     RUNNER_FLAGS_HELP,
     '',
   ].join('\n');
+}
+
+/** One paragraph on the other tool's names the pipeline reads, when it reads any. */
+function foreignNamesHelp(pipeline: PipelineDefinition<ConfigSchema>): string[] {
+  const entries = Object.entries(pipeline.foreignNames ?? {});
+  if (entries.length === 0) return [];
+  const tools = [...new Set(entries.map(([, e]) => e.tool).filter((t) => t !== undefined))];
+  const renamed = entries.flatMap(([name, e]) => ('to' in e ? [`--${name} = --${e.to}`] : []));
+  return [
+    `Also read, on the command line and in --config files: ${tools.join(', ') || 'other'} names (${renamed.join(', ')});`,
+    'the ones without effect here are noted in the run log, and the ones asking for what saeflow lacks are refused with its equivalent.',
+    '',
+  ];
 }
 
 function readJsonFile(file: string, what: string): unknown {
@@ -125,15 +146,30 @@ export async function runPipeline(args: RunnerArgs, io: RunnerIo): Promise<RunOu
     const saved = path.join(path.resolve(io.cwd, args.resume), 'config.json');
     cfg = applyJsonConfig(pipeline.config, cfg, readJsonFile(saved, 'Saved config'), saved);
   }
+  const foreign = pipeline.foreignNames ?? {};
+  const ownNames = new Set(
+    flattenSchema(pipeline.config).flatMap(([key]) =>
+      key.split('.').map((_, i, parts) => parts.slice(0, i + 1).join('.')),
+    ),
+  );
+  const notes: string[] = [];
   if (args.configFile) {
-    cfg = applyJsonConfig(
-      pipeline.config,
-      cfg,
-      readJsonFile(args.configFile, 'Config file'),
-      args.configFile,
-    );
+    let json = readJsonFile(args.configFile, 'Config file');
+    if (typeof json === 'object' && json !== null && !Array.isArray(json)) {
+      const t = translateForeignNames(Object.entries(json), foreign, ownNames, args.configFile, false);
+      json = Object.fromEntries(t.values);
+      notes.push(...t.notes);
+    }
+    cfg = applyJsonConfig(pipeline.config, cfg, json, args.configFile);
   }
-  cfg = applyCliOverrides(pipeline.config, cfg, args.overrides, pipeline.name);
+  const cli = translateForeignNames(args.overrides, foreign, ownNames, 'command line', true);
+  notes.push(...cli.notes);
+  cfg = applyCliOverrides(
+    pipeline.config,
+    cfg,
+    cli.values.map(([k, v]) => [k, String(v)] as const),
+    pipeline.name,
+  );
 
   mkdirSync(runDir, { recursive: true });
   writeFileAtomicSync(path.join(runDir, 'config.json'), `${JSON.stringify(cfg, null, 2)}\n`);
@@ -152,9 +188,16 @@ export async function runPipeline(args: RunnerArgs, io: RunnerIo): Promise<RunOu
 
   const backend = await selectBackend(args.resume ? resumedBackend(args, runDir) : args.backend);
   log.info(`${args.resume ? 'resuming' : 'run'} directory: ${runDir}`);
-  log.info(
-    `compute backend: ${backend.name} (${backend.package}, ${backend.threads} thread${backend.threads === 1 ? '' : 's'}; ${backend.reason})`,
-  );
+  for (const note of notes) log.info(note);
+  // A run that computes on onnxruntime (--engine onnx) does its work there: naming the TensorFlow.js backend
+  // would suggest the run is on wasm.
+  if (pipeline.usesTensorflowJs?.(cfg) ?? true) {
+    log.info(
+      `compute backend: ${backend.name} (${backend.package}, ${backend.threads} thread${backend.threads === 1 ? '' : 's'}; ${backend.reason})`,
+    );
+  } else {
+    log.info(`compute engine: onnxruntime-node on ${backend.name === 'cuda' ? 'CUDA' : 'the CPU'}`);
+  }
   const runInfo = {
     pipeline: pipeline.name,
     file: args.pipelineFile,

@@ -187,7 +187,7 @@ export const CURVE_LABELS: Record<CurveKey, string> = {
   loss: 'training loss',
   l0: 'L0 (active features per token)',
   explained_variance: 'explained variance',
-  dead_features: 'dead features',
+  dead_features: 'dead features (no firing in the window) and never fired',
 };
 
 /** One line per trained SAE of `key` against training tokens; null when no SAE logged that quantity. */
@@ -199,7 +199,24 @@ export function trainingChart(data: ReportData, key: CurveKey): XyChartSpec | nu
       .filter((p: TrainingCurvePoint) => finite(p[key]))
       .map((p) => ({ x: p.tokens, y: p[key]! }));
     if (points.length > 0) {
-      series.push({ label: s.name, points, color: FIRST_FREE_COLOR + i, line: true, pointRadius: 0 });
+      const label = key === 'dead_features' ? `${s.name}: dead (window)` : s.name;
+      series.push({ label, points, color: FIRST_FREE_COLOR + i, line: true, pointRadius: 0 });
+    }
+    if (key === 'dead_features') {
+      // Dead-by-window stays 0 until dead_feature_window steps have run; features that never fired show
+      // what it cannot, early in training and in runs shorter than the window.
+      const never = s.training_curve
+        .filter((p: TrainingCurvePoint) => finite(p.never_fired_features))
+        .map((p) => ({ x: p.tokens, y: p.never_fired_features! }));
+      if (never.length > 0) {
+        series.push({
+          label: `${s.name}: never fired`,
+          points: never,
+          color: FIRST_FREE_COLOR + i,
+          line: true,
+          pointRadius: 1.5,
+        });
+      }
     }
   });
   if (series.length === 0) return null;

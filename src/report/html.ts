@@ -6,7 +6,7 @@ import type { CurveKey } from './charts.js';
 import { dashboardsSection } from './dashboards-html.js';
 import { escapeHtml as e, jsonForScript } from './escape.js';
 import { formatCount, formatMetric, formatSignificant } from './format.js';
-import { summaryRows, trainedSaes } from './summary.js';
+import { DEAD_WINDOW_NOTE, evalDeadLabel, summaryRows, trainedSaes } from './summary.js';
 import { allMetricsTable, saeAnchor, summaryTable, weightStatsList } from './tables-html.js';
 import type { ReportData, SaeReport } from './types.js';
 
@@ -133,7 +133,7 @@ function saeCard(data: ReportData, sae: SaeReport, index: number, charts: ChartS
     `sae-${index}-density`,
     histogramChart(
       sae.density_histogram,
-      'log₁₀ feature density (firings per token)',
+      `log₁₀ feature density (firings per token, over ${formatCount(data.run.n_eval_tokens)} eval tokens)`,
       'features',
       COLOR_DENSITY,
     ),
@@ -155,7 +155,7 @@ function saeCard(data: ReportData, sae: SaeReport, index: number, charts: ChartS
     `<dt>architecture</dt><dd>${e(sae.architecture)}</dd>` +
     `<dt>d_in → d_sae</dt><dd>${formatCount(sae.d_in)} → ${formatCount(sae.d_sae)} (×${formatSignificant(sae.d_sae / sae.d_in, 3)})</dd>` +
     `<dt>L0</dt><dd>${formatMetric('l0', sae.metrics.l0)}</dd>` +
-    `<dt>dead</dt><dd>${formatMetric('dead_features', dead)}</dd>` +
+    `<dt>${e(evalDeadLabel(data.run.n_eval_tokens))}</dt><dd>${formatMetric('dead_features', dead)}</dd>` +
     '</dl>' +
     `<p class="path mono" title="SAE folder">${e(sae.path)}</p></header>` +
     `<div class="grid2">${density}${l0}</div>` +
@@ -181,5 +181,5 @@ function trainingSection(data: ReportData, charts: ChartSlots): string {
       empty: `No ${CURVE_LABELS[k]} was logged during training.`,
     }),
   );
-  return `<div class="grid2">${slots.join('')}</div>`;
+  return `<div class="grid2">${slots.join('')}</div><p class="note">${e(DEAD_WINDOW_NOTE)}</p>`;
 }

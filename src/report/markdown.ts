@@ -7,7 +7,14 @@ import {
   formatSignificant,
   metricInfo,
 } from './format.js';
-import { deadFraction, expansionFactor, metricColumns, summaryRows, trainedSaes } from './summary.js';
+import {
+  DEAD_WINDOW_NOTE,
+  deadFraction,
+  expansionFactor,
+  metricColumns,
+  summaryRows,
+  trainedSaes,
+} from './summary.js';
 import type { FeatureDashboard, ReportData, TopContext, TrainingCurvePoint } from './types.js';
 
 /** Tokens either side of the peak in a dashboard's context excerpt. */
@@ -64,7 +71,7 @@ export function renderMarkdown(data: ReportData): string {
           'Explained var.',
           'CE loss score',
           'KL score',
-          'Dead features',
+          `Dead features (over ${formatCount(run.n_eval_tokens)} eval tokens)`,
         ],
         [false, false, false, false, true, true, true, true, true, true],
         rows,
@@ -116,7 +123,10 @@ export function renderMarkdown(data: ReportData): string {
   const trained = trainedSaes(data);
   if (trained.length > 0) {
     out.push('## Training (last logged values)', '');
-    const last = (pts: TrainingCurvePoint[], k: 'loss' | 'l0' | 'explained_variance' | 'dead_features') => {
+    const last = (
+      pts: TrainingCurvePoint[],
+      k: 'loss' | 'l0' | 'explained_variance' | 'dead_features' | 'never_fired_features',
+    ) => {
       for (let i = pts.length - 1; i >= 0; i--) {
         const v = pts[i]![k];
         if (v !== null && v !== undefined) return v;
@@ -125,11 +135,12 @@ export function renderMarkdown(data: ReportData): string {
     };
     out.push(
       ...table(
-        ['SAE', 'Steps', 'Tokens', 'Loss', 'L0', 'Explained var.', 'Dead features'],
-        [false, true, true, true, true, true, true],
+        ['SAE', 'Steps', 'Tokens', 'Loss', 'L0', 'Explained var.', 'Dead (window)', 'Never fired'],
+        [false, true, true, true, true, true, true, true],
         trained.map((s) => {
           const end = s.training_curve[s.training_curve.length - 1]!;
           const dead = last(s.training_curve, 'dead_features');
+          const never = last(s.training_curve, 'never_fired_features');
           return [
             md(s.name),
             formatCount(end.step),
@@ -138,9 +149,12 @@ export function renderMarkdown(data: ReportData): string {
             formatMetric('l0', last(s.training_curve, 'l0')),
             formatMetric('explained_variance', last(s.training_curve, 'explained_variance')),
             dead === null ? '—' : formatCount(dead),
+            never === null ? '—' : formatCount(never),
           ];
         }),
       ),
+      '',
+      DEAD_WINDOW_NOTE,
       '',
     );
   }

@@ -1,5 +1,6 @@
 import { KNOWN_METRICS } from './types.js';
 import type { ReportData, SaeReport } from './types.js';
+import { formatCount } from './format.js';
 
 /** One SAE with the flags the tables and charts mark it with. */
 export interface SummaryRow {
@@ -55,4 +56,15 @@ export function expansionFactor(sae: SaeReport): number {
 /** SAEs that carry a training curve (SAEs trained in this run). */
 export function trainedSaes(data: ReportData): SaeReport[] {
   return data.saes.filter((s) => s.training_curve.length > 0);
+}
+
+/** What the two training counts of unused features mean (report.md and report.html). */
+export const DEAD_WINDOW_NOTE =
+  "Dead (window): features that did not fire in the last dead_feature_window training steps (SAELens's count, " +
+  'the features AuxK revives); it stays 0 until that many steps have run, so a shorter run shows none. ' +
+  'Never fired: features that did not fire once during training.';
+
+/** The evaluation's dead-feature count names the token count it rests on. */
+export function evalDeadLabel(nEvalTokens: number): string {
+  return `dead (no firing in ${formatCount(nEvalTokens)} eval tokens)`;
 }

@@ -52,7 +52,11 @@ export function summaryTable(data: ReportData): string {
     m('explained_variance'),
     m('ce_loss_score'),
     m('kl_div_score'),
-    { label: 'Dead features', doc: metricInfo('dead_features').doc, numeric: true },
+    {
+      label: 'Dead features',
+      doc: `${metricInfo('dead_features').doc} (${formatCount(data.run.n_eval_tokens)} tokens)`,
+      numeric: true,
+    },
   ];
   const rows = summaryRows(data).map(({ sae, canonical }) => {
     const dead = sae.metrics.dead_features;

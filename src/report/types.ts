@@ -42,6 +42,8 @@ export interface TrainingCurvePoint {
   l0?: number | null;
   explained_variance?: number | null;
   dead_features?: number | null;
+  /** Features that had not fired once since training began (dead_features waits for the window). */
+  never_fired_features?: number | null;
 }
 
 export interface SaeReport {

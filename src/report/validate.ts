@@ -160,6 +160,7 @@ function validateCurvePoint(c: Checker, v: unknown, path: string): TrainingCurve
     l0: c.nullableNumber(o['l0'], `${path}.l0`),
     explained_variance: c.nullableNumber(o['explained_variance'], `${path}.explained_variance`),
     dead_features: c.nullableNumber(o['dead_features'], `${path}.dead_features`),
+    never_fired_features: c.nullableNumber(o['never_fired_features'], `${path}.never_fired_features`),
   };
 }
 

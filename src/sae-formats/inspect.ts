@@ -1,10 +1,9 @@
 /**
  * A report on a loaded SAE without running it on data: its configuration, what was converted while
  * loading, weight statistics (src/eval's `weightStatistics`), the feature densities of sparsity.safetensors
- * when present, and the metrics of an `eval.json` found next to it (in its folder, or in the parent's
- * eval.json under the folder's name).
+ * when present, and the metrics of the `eval.json` eval-sae wrote for it (see `evalMetricsFor`).
  */
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { summarize, weightStatistics, weightStatisticsJson } from '../eval/index.js';
 import type { Summary } from '../eval/index.js';
@@ -79,7 +78,12 @@ async function readJsonIfPresent(file: string): Promise<unknown> {
   }
 }
 
-/** Metrics from `<dir>/eval.json`, or from `<dir>/../eval.json` under the key `<basename of dir>`. */
+/**
+ * The eval.json written for the SAE in `dir`, newest first: in its own folder, under its name in the parent's
+ * eval.json, or where eval-sae writes one, `<eval run>/<sae name>/eval.json`, whose `path` names this folder.
+ * Eval runs are looked for in the SAE's training run (`<run>/saes/<name>/`: the quickstart evaluates into the
+ * run that trained) and in that run's sibling runs (`runs/eval-sae-*` beside `runs/gpt2-resid-*`).
+ */
 export async function evalMetricsNextTo(dir: string): Promise<EvalMetrics | null> {
   const own = path.join(dir, 'eval.json');
   let file = own;
@@ -88,8 +92,13 @@ export async function evalMetricsNextTo(dir: string): Promise<EvalMetrics | null
     file = path.join(path.dirname(path.resolve(dir)), 'eval.json');
     const parent = await readJsonIfPresent(file);
     const key = path.basename(path.resolve(dir));
-    if (typeof parent !== 'object' || parent === null || !Object.hasOwn(parent, key)) return null;
-    data = (parent as Record<string, unknown>)[key];
+    if (typeof parent === 'object' && parent !== null && Object.hasOwn(parent, key)) {
+      data = (parent as Record<string, unknown>)[key];
+    } else {
+      const found = await evalWrittenFor(dir);
+      if (found === null) return null;
+      ({ file, data } = found);
+    }
   }
   const values: Record<string, number> = {};
   numericLeaves(data, '', values);
@@ -99,6 +108,49 @@ export async function evalMetricsNextTo(dir: string): Promise<EvalMetrics | null
     if (HEADLINE.includes(leaf) && !(leaf in headline)) headline[leaf] = v;
   }
   return { file, values, headline };
+}
+
+async function realOrNull(p: string): Promise<string | null> {
+  try {
+    return await realpath(p);
+  } catch {
+    return null;
+  }
+}
+
+async function subDirs(dir: string): Promise<string[]> {
+  try {
+    const entries = await readdir(dir, { withFileTypes: true });
+    return entries.filter((e) => e.isDirectory()).map((e) => path.join(dir, e.name));
+  } catch {
+    return [];
+  }
+}
+
+/** The newest `<run>/<name>/eval.json` around the SAE's training run whose `path` is this SAE's folder. */
+async function evalWrittenFor(dir: string): Promise<{ file: string; data: unknown } | null> {
+  const self = await realOrNull(dir);
+  if (self === null) return null;
+  const name = path.basename(self);
+  const parent = path.dirname(self);
+  const run = path.basename(parent) === 'saes' ? path.dirname(parent) : parent;
+  const runs = [run, ...(await subDirs(path.dirname(run))).filter((r) => r !== run)];
+  let best: { file: string; data: unknown; time: number } | null = null;
+  for (const r of runs) {
+    // eval-sae names an SAE's folder by the SAE's folder name, with -2, -3 on a clash.
+    for (const sub of await subDirs(r)) {
+      const base = path.basename(sub);
+      if (base !== name && !base.startsWith(`${name}-`)) continue;
+      const file = path.join(sub, 'eval.json');
+      const data = await readJsonIfPresent(file).catch(() => undefined);
+      if (typeof data !== 'object' || data === null) continue;
+      const recorded = (data as { path?: unknown }).path;
+      if (typeof recorded !== 'string' || (await realOrNull(recorded)) !== self) continue;
+      const time = (await stat(file)).mtimeMs;
+      if (best === null || time > best.time) best = { file, data, time };
+    }
+  }
+  return best && { file: best.file, data: best.data };
 }
 
 function sparsitySummary(sparsity: Float32Array | null): SaeInspection['sparsity'] {

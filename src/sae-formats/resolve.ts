@@ -52,37 +52,100 @@ function looksLikePath(ref: string): boolean {
   return /^[.~/]/.test(ref) || ref.includes('\\') || /^[A-Za-z]:/.test(ref);
 }
 
-function releaseList(): string {
-  return SAE_RELEASES.map((r) => `${r.name}/${r.idExample}`).join(', ');
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let diag = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const next = Math.min(row[j]! + 1, row[j - 1]! + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diag = row[j]!;
+      row[j] = next;
+    }
+  }
+  return row[b.length]!;
+}
+
+/** Release names close to `name` (edit distance, or one containing the other), nearest first. */
+export function nearestReleases(name: string, count = 5): string[] {
+  const lower = name.toLowerCase();
+  return SAE_RELEASES.map((r) => {
+    const d = editDistance(lower, r.name.toLowerCase());
+    const contains = lower.length >= 4 && (r.name.includes(lower) || lower.includes(r.name));
+    return { name: r.name, d: contains ? Math.min(d, 1) : d };
+  })
+    .filter((r) => r.d <= Math.max(3, Math.floor(name.length / 3)))
+    .sort((a, b) => a.d - b.d || a.name.localeCompare(b.name))
+    .slice(0, count)
+    .map((r) => r.name);
+}
+
+function unknownRelease(ref: string, name: string, near: string[]): UserError {
+  const hint = near.length > 0 ? `; nearest: ${near.join(', ')}` : '';
+  return new UserError(
+    `--sae ${ref}: unknown release '${name}'${hint} (${SAE_RELEASES.length} releases are known: SAELens's list and saeflow's additions), and not a folder, a file or a Hugging Face ORG/REPO/FOLDER`,
+  );
+}
+
+export interface ReleaseLocation {
+  release: SaeRelease;
+  entry: SaeReleaseEntry;
+  saeId: string;
+  repoId: string;
+  /** Folder (or file) inside the repository. */
+  path: string;
+}
+
+/** Where `RELEASE/SAE_ID` lives on the hub, or undefined when RELEASE is no known release. */
+export function releaseLocation(ref: string): ReleaseLocation | undefined {
+  const parts = ref.split('/');
+  const release = findRelease(parts[0]!);
+  if (!release) return undefined;
+  const saeId = parts.slice(1).join('/');
+  if (saeId === '') {
+    throw new UserError(
+      `--sae ${ref}: name an SAE of release ${release.name}, e.g. ${release.name}/${release.idExample}`,
+    );
+  }
+  const entry = releaseEntry(release, saeId);
+  if (!entry) {
+    const ids = release.saes?.map((s) => s.id) ?? [];
+    const shown =
+      ids.length > 12 ? `${ids.slice(0, 12).join(', ')}, ... (${ids.length} in all)` : ids.join(', ');
+    const known = ids.length > 0 ? ` (it has: ${shown})` : '';
+    throw new UserError(
+      `--sae ${ref}: release ${release.name} has no SAE '${saeId}'${known}; e.g. ${release.name}/${release.idExample}`,
+    );
+  }
+  return { release, entry, saeId, repoId: release.repoId, path: entry.path };
 }
 
 function hubTarget(ref: string): HubTarget {
   const parts = ref.split('/');
-  const release = findRelease(parts[0]!);
-  if (release) {
-    const saeId = parts.slice(1).join('/');
-    if (saeId === '') {
+  const located = releaseLocation(ref);
+  if (located) {
+    const { release } = located;
+    if (release.format === null) {
       throw new UserError(
-        `--sae ${ref}: name an SAE of release ${release.name}, e.g. ${release.name}/${release.idExample}`,
+        `--sae ${ref}: release ${release.name} is stored in the format of SAELens's '${release.conversion}' conversion, which saeflow does not read; its files are ${release.repoId}/${located.path} on the Hugging Face hub`,
       );
     }
-    const entry = releaseEntry(release, saeId);
-    if (!entry) {
-      const known = release.saes ? ` (it has: ${release.saes.map((s) => s.id).join(', ')})` : '';
-      throw new UserError(
-        `--sae ${ref}: release ${release.name} has no SAE '${saeId}'${known}; e.g. ${release.name}/${release.idExample}`,
-      );
-    }
-    return { repoId: release.repoId, folder: entry.path, release, entry, saeId };
+    return {
+      repoId: release.repoId,
+      folder: located.path,
+      release,
+      entry: located.entry,
+      saeId: located.saeId,
+    };
   }
-  if (parts.length >= 2 && isRepoId(`${parts[0]}/${parts[1]}`)) {
+  const near = nearestReleases(parts[0]!);
+  // A name that is nearly a release's is a misspelt release, not a hub organisation.
+  if (parts.length >= 2 && isRepoId(`${parts[0]}/${parts[1]}`) && near.length === 0) {
     const folder = parts.slice(2).join('/');
     if (folder !== '') checkRepoFilePath(folder);
     return { repoId: `${parts[0]}/${parts[1]}`, folder, saeId: folder };
   }
-  throw new UserError(
-    `--sae ${ref}: no such folder or file, and not a known release (${releaseList()}) or a Hugging Face ORG/REPO/FOLDER`,
-  );
+  throw unknownRelease(ref, parts[0]!, near);
 }
 
 const join = (folder: string, file: string) => (folder === '' ? file : `${folder}/${file}`);
@@ -117,7 +180,7 @@ function isNotFound(e: unknown): boolean {
 async function download(client: HubClient, target: HubTarget, revision: string) {
   let layout: FolderLayout;
   let rev = revision;
-  if (target.release) {
+  if (target.release?.format) {
     layout = layoutFor(target.release.format);
   } else {
     const tree = await listRepoTree(client, target.repoId, 'model', revision);

@@ -184,6 +184,12 @@ const COMMON_FIELDS: Record<Exclude<keyof SaeTrainingConfig, ArchitectureField>,
 
 const FIELDS = { ...COMMON_FIELDS, ...ARCH.fields } as Record<keyof SaeTrainingConfig, FieldSpec>;
 
+/** Whether a per-SAE field means something for an architecture (`k` does for topk, not for standard). */
+export function fieldAppliesTo(field: keyof SaeTrainingConfig, architecture: SaeArchitecture): boolean {
+  const only = FIELDS[field].only;
+  return only === undefined || only.includes(architecture);
+}
+
 type Defaults = Omit<SaeTrainingConfig, 'name' | 'd_in' | 'd_sae' | 'hook_name' | 'apply_b_dec_to_input'>;
 
 /** SAELens's defaults (6.x); `name`, `d_out`-dependent and architecture-dependent ones are filled in below. */

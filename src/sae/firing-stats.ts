@@ -79,6 +79,16 @@ export class FiringStats {
     return n;
   }
 
+  /**
+   * Features that have not fired once since training began. Unlike deadCount, this does not wait for the
+   * window: a run shorter than dead_feature_window reports no dead features however many never fired.
+   */
+  neverFiredCount(): number {
+    let n = 0;
+    for (let j = 0; j < this.dSae; j++) if (this.totalCounts[j] === 0) n++;
+    return n;
+  }
+
   /** 1 for dead features, 0 otherwise. */
   deadMask(window: number): Float32Array {
     const mask = new Float32Array(this.dSae);

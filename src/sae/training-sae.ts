@@ -42,7 +42,10 @@ export interface SaeStepMetrics {
   /** Mean number of firing features per token. */
   l0: number;
   explained_variance: number;
+  /** Features that did not fire in the last dead_feature_window steps (0 until that many steps have run). */
   dead_features: number;
+  /** Features that have not fired once since training began. */
+  never_fired_features: number;
   /** Learning rate and sparsity coefficient used for this step. */
   lr: number;
   coefficients: Record<string, number>;
@@ -312,6 +315,7 @@ export class TrainingSae {
       l0: l0 / req.rows,
       explained_variance: 1 - read.losses.mse_loss! / read.totalVariance,
       dead_features: this.stats.deadCount(cfg.dead_feature_window),
+      never_fired_features: this.stats.neverFiredCount(),
       lr: req.lr,
       coefficients: coefficient === null ? {} : { [coefficient.name]: coefficient.value },
       grad_norm: read.gradNorm,

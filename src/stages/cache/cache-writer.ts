@@ -33,6 +33,7 @@ import { PARQUET_COMPRESSIONS, type ParquetCompression, encodeParquet } from './
 import { openCacheForResume } from './resume.js';
 import { saeflowVersion } from './saeflow-version.js';
 import { ShardBuffer } from './shard-buffer.js';
+import { plural } from '../../util/plural.js';
 
 export interface CacheWriterOptions {
   /** The cache directory (created when missing). */
@@ -302,7 +303,7 @@ function prepareFreshDir(dir: string, overwrite: boolean): void {
   if (ours.length === 0) return;
   if (!overwrite) {
     throw new UserError(
-      `${dir}: already holds an activation cache (${ours.length} files); resume it, choose another directory, ` +
+      `${dir}: already holds an activation cache (${plural(ours.length, 'file')}); resume it, choose another directory, ` +
         'or allow overwriting',
     );
   }

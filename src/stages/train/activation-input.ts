@@ -10,6 +10,7 @@ import {
   type ActivationEngine,
   type EngineName,
 } from '../model/index.js';
+import { plural } from '../../util/plural.js';
 
 export interface ActivationInputOptions {
   /** A cache directory or Parquet file/directory; when set, no model runs. */
@@ -54,7 +55,7 @@ export async function openActivationInput(
       widths[hook] = spec.d;
     }
     ctx.log.info(
-      `activations: ${info.kind} ${o.activations} (${info.totalRows} tokens, ${info.files.length} files)`,
+      `activations: ${info.kind} ${o.activations} (${info.totalRows} tokens, ${plural(info.files.length, 'file')})`,
     );
     return {
       model: null,

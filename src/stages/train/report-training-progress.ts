@@ -1,6 +1,7 @@
 /**
  * Advances the run's progress by each step's tokens (normalisation-estimate batches count as items, not
- * training tokens) and shows the first SAE's latest loss, L0, explained variance and dead features.
+ * training tokens) and shows the first SAE's latest loss, L0, explained variance, dead features (by window) and features
+ * that never fired.
  */
 import { tap } from 'rxjs';
 import type { Progress } from '../../pipeline/progress.js';
@@ -13,7 +14,14 @@ export function reportTrainingProgress(progress: Progress): Stage<TrainingStep, 
     tap((step: TrainingStep) => {
       progress.advance({ items: 1, tokens: step.phase === 'train' ? step.rows : 0 });
       const m = step.saes[0];
-      if (m) progress.report({ loss: m.loss, l0: m.l0, ev: m.explained_variance, dead: m.dead_features });
+      if (m)
+        progress.report({
+          loss: m.loss,
+          l0: m.l0,
+          ev: m.explained_variance,
+          dead: m.dead_features,
+          'never fired': m.never_fired_features,
+        });
     }),
   );
 }

@@ -9,6 +9,15 @@ import { ENGINES, resolveEngine } from '../../engine/engines.js';
 import type { ActivationEngine } from '../model/index.js';
 import { GPT2_BOS_ID } from '../text/index.js';
 import { modelShape, openActivationInput } from './activation-input.js';
+import { sweepSaeName } from './sae-names.js';
+import {
+  applySaelensSaeOptions,
+  checkSaelensSaeOptions,
+  modelFromPretrainedKwargs,
+  requestedDSae,
+  saelensSaeOptions,
+} from './saelens-names.js';
+import { shortRunNotes } from './short-run-notes.js';
 
 /** Options shared by the SAE and transcoder training pipelines; SAE options use SAELens's names. */
 export const trainingOptions = {
@@ -93,6 +102,7 @@ export const trainingOptions = {
     },
     'JSON list',
   ),
+  ...saelensSaeOptions,
 };
 
 export type TrainingConfig = ConfigOf<typeof trainingOptions>;
@@ -172,9 +182,14 @@ export async function prepareTraining(
       if (top[name] !== undefined) merged[name] ??= top[name];
     }
     if (!merged.hook_name_out) merged.apply_b_dec_to_input ??= cfg.apply_b_dec_to_input;
+    applySaelensSaeOptions(cfg, merged);
     return merged;
   };
   const drafts = (cfg.saes.length > 0 ? cfg.saes : [{}]).map((o, i) => base(o, i));
+  checkSaelensSaeOptions(
+    cfg,
+    drafts.map((d) => d.architecture as string),
+  );
   const hooks = [
     ...new Set(
       drafts.flatMap((d) => (d.hook_name_out ? [d.hook_name, d.hook_name_out] : [d.hook_name]) as string[]),
@@ -197,16 +212,14 @@ export async function prepareTraining(
     const configs = drafts.map((d, i) => {
       const dIn = input.widths[d.hook_name as string] as number;
       const dOut = d.hook_name_out ? input.widths[d.hook_name_out as string] : undefined;
-      const dSae = (d.d_sae as number | undefined) ?? cfg.d_sae ?? (gpt2Like ? 16 : 8) * dIn;
-      const arch = d.architecture as string;
+      const dSae = requestedDSae(d, cfg, dIn) ?? (gpt2Like ? 16 : 8) * dIn;
+      const { expansion_factor: _factor, ...rest } = d;
       return {
-        name:
-          (d.name as string | undefined) ??
-          (drafts.length === 1 ? `${arch}-${d.hook_name}` : `${i}-${arch}-${d.hook_name}`),
+        name: (d.name as string | undefined) ?? sweepSaeName(drafts, cfg.saes, i),
         d_in: dIn,
         ...(dOut !== undefined ? { d_out: dOut } : {}),
+        ...rest,
         d_sae: dSae,
-        ...d,
         metadata: {
           model_name: input.modelName,
           hook_name: d.hook_name,
@@ -214,6 +227,8 @@ export async function prepareTraining(
           prepend_bos: cfg.prepend_bos,
           dataset_path: cfg.activations ?? cfg.dataset,
           exclude_special_tokens: cfg.exclude_special_tokens,
+          // SAELens's record of how the model was loaded: eval-sae and SAELens rebuild the same model from it.
+          model_from_pretrained_kwargs: modelFromPretrainedKwargs(cfg.processing),
         },
       };
     });
@@ -233,6 +248,7 @@ export async function prepareTraining(
       ctx.log.info(
         `resuming from ${checkpointDir} after ${trainer.batches} batches (replaying the activation stream to that point)`,
       );
+    for (const note of shortRunNotes(trainer.configs)) ctx.log.info(note);
     ctx.progress.setTotal(Math.max(...trainer.configs.map((c) => c.training_tokens)));
     return {
       trainer,

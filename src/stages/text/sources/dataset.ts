@@ -5,6 +5,7 @@ import { glob, isDynamicPattern } from 'tinyglobby';
 import { resolveDatasetFiles } from '../../../hub/datasets.js';
 import { UserError } from '../../../pipeline/errors.js';
 import { EMBEDDED_CORPORA, isCorpusName, type CorpusName } from './corpora.js';
+import { plural } from '../../../util/plural.js';
 
 export type FileFormat = 'text' | 'jsonl' | 'parquet';
 
@@ -57,7 +58,9 @@ export async function resolveDataset(spec: string, opts: { cwd?: string } = {}):
     const files = matches.filter((f) => formatOf(f) !== undefined).sort(byCodePoint);
     if (files.length === 0) {
       const others =
-        matches.length > 0 ? ` (it matches ${matches.length} files, none of them ${SUPPORTED})` : '';
+        matches.length > 0
+          ? ` (it matches ${plural(matches.length, 'file')}, none of them ${SUPPORTED})`
+          : '';
       throw new UserError(`no dataset files match ${spec}${others}`);
     }
     return { kind: 'files', spec, files };
