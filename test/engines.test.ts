@@ -58,6 +58,12 @@ describe('resolveEngine', () => {
           { hooks: 'hook_embed' },
         );
         expect(out.activations.get('hook_embed')!.shape).toEqual([1, 3, model.config.dModel]);
+        // One-token windows have no next token: an empty loss, not an error.
+        const single = await runner.runWithHooks(
+          { data: Int32Array.of(1, 2), shape: [2, 1] },
+          { returnLoss: true },
+        );
+        expect(single.lossPerToken!.shape).toEqual([2, 0]);
       } finally {
         await runner.dispose();
       }

@@ -126,7 +126,7 @@ function lossFromLogits(logits: Float32Array, tokens: TokenBatch): Float64Array 
   return out;
 }
 
-describe('Gpt2Onnx next-token loss', () => {
+describe('OnnxRunner next-token loss', () => {
   it('equals TfjsRunner.lossPerToken, and the float64 loss of the logits', async () => {
     const tokens = randomTokens(3, 40, 1);
     const got = await onnx.runWithHooks(tokens, { returnLoss: true });
@@ -139,7 +139,7 @@ describe('Gpt2Onnx next-token loss', () => {
   });
 });
 
-describe('Gpt2Onnx zero ablation', () => {
+describe('OnnxRunner zero ablation', () => {
   it.each(['hook_pos_embed', 'blocks.0.attn.hook_z', 'blocks.2.mlp.hook_post', 'blocks.1.hook_resid_pre'])(
     'at %s: the same downstream activations and losses as tfjs zerosLike',
     async (hook) => {
@@ -214,7 +214,7 @@ const SAE_CASES: Array<[string, RandomSaeOptions & { keep?: boolean }]> = [
   ],
 ];
 
-describe('Gpt2Onnx SAE replacement', () => {
+describe('OnnxRunner SAE replacement', () => {
   it.each(SAE_CASES)('%s: as the tfjs SAE spliced in by a JS intervention', async (_, o) => {
     const spec = randomSae({ seed: 5, ...o });
     const hook = o.hookOut ?? o.hook;
@@ -279,7 +279,7 @@ describe('Gpt2Onnx SAE replacement', () => {
   });
 });
 
-describe('Gpt2Onnx.runVariants', () => {
+describe('OnnxRunner.runVariants', () => {
   it('KL against the clean forward in the same run equals the evaluator’s host KL of tfjs logits', async () => {
     const tokens = randomTokens(2, 24, 6);
     const rows = 48;

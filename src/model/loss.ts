@@ -12,8 +12,10 @@ import type { Ops } from '../ops/ops.js';
 export function nextTokenLoss<T>(o: Ops<T>, logProbs: T, ids: T): T {
   // ids[:, 1:] as [batch, seq - 1, 1]: gatherLast reads only the first seq - 1 positions of logProbs, so
   // nothing is sliced out of the [batch, seq, vocab] tensor.
-  const next = o.reshape(o.slice(ids, 1, 1, Infinity), [0, -1, 1]);
-  return o.neg(o.reshape(o.gatherLast(logProbs, next), [0, -1]));
+  // Sizes copied (0) rather than inferred (-1): a one-token sequence has no next token, and -1 cannot be
+  // inferred for an empty tensor.
+  const next = o.reshape(o.slice(ids, 1, 1, Infinity), [0, 0, 1]);
+  return o.neg(o.reshape(o.gatherLast(logProbs, next), [0, 0]));
 }
 
 /** The reference side of a KL: softmax and log softmax of the clean logits. */

@@ -137,13 +137,12 @@ export class TfjsRunner implements ModelRunner {
           ? new Float32Array(batch * seq * this.config.vocabSize)
           : undefined;
         const loss = options.returnLoss ? new Float32Array(batch * (seq - 1)) : undefined;
-        this.head(ids, [final], (b0, [lp], raw) => {
-          if (logits) logits.set(raw[0]!.dataSync(), b0 * seq * this.config.vocabSize);
-          if (loss)
-            loss.set(
-              nextTokenLoss(this.o, lp!, this.o.slice(ids, 0, b0, b0 + lp!.shape[0]!)).dataSync(),
-              b0 * (seq - 1),
-            );
+        this.head(ids, [final], (b0, [chunk]) => {
+          if (logits) logits.set(chunk!.dataSync(), b0 * seq * this.config.vocabSize);
+          if (loss) {
+            const idsChunk = this.o.slice(ids, 0, b0, b0 + chunk!.shape[0]!);
+            loss.set(nextTokenLoss(this.o, this.o.logSoftmax(chunk!), idsChunk).dataSync(), b0 * (seq - 1));
+          }
         });
         if (logits) result.logits = { shape: [batch, seq, this.config.vocabSize], data: logits };
         if (loss) result.lossPerToken = { shape: [batch, seq - 1], data: loss };
@@ -199,9 +198,10 @@ export class TfjsRunner implements ModelRunner {
             )!,
           ),
         ];
-        this.head(ids, finals, (b0, logProbs, raw) => {
-          const n = logProbs[0]!.shape[0]!;
+        this.head(ids, finals, (b0, raw) => {
+          const n = raw[0]!.shape[0]!;
           const idsChunk = this.o.slice(ids, 0, b0, b0 + n);
+          const logProbs = raw.map((l) => this.o.logSoftmax(l));
           logProbs.forEach((lp, j) =>
             losses[j]!.set(nextTokenLoss(this.o, lp, idsChunk).dataSync(), b0 * (seq - 1)),
           );
@@ -332,23 +332,21 @@ export class TfjsRunner implements ModelRunner {
 
   /**
    * The logits of each forward's final normalisation output, a chunk of whole sequences at a time: `use`
-   * gets the chunk's first sequence, each forward's log-probabilities and raw logits, inside a tidy.
+   * gets the chunk's first sequence and each forward's logits [sequences, seq, vocab], inside a tidy.
    */
   private head(
     ids: tf.Tensor,
     finals: readonly tf.Tensor[],
-    use: (b0: number, logProbs: tf.Tensor[], logits: tf.Tensor[]) => void,
+    use: (b0: number, logits: tf.Tensor[]) => void,
   ): void {
     const [batch, seq] = ids.shape as [number, number];
     const perChunk = Math.max(1, Math.floor(this.logitChunkRows / seq));
     for (let b0 = 0; b0 < batch; b0 += perChunk) {
       const b1 = Math.min(batch, b0 + perChunk);
       tf.tidy(() => {
-        const logits = finals.map((f) => this.model.unembed(this.o, this.o.slice(f, 0, b0, b1)));
         use(
           b0,
-          logits.map((l) => this.o.logSoftmax(l)),
-          logits,
+          finals.map((f) => this.model.unembed(this.o, this.o.slice(f, 0, b0, b1))),
         );
       });
     }

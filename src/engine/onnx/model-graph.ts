@@ -161,9 +161,36 @@ export function buildModelGraph(model: Model, forwards: readonly ForwardSpec[]):
     o.output(emitted.get(value) ?? value, name, dims);
     if (!emitted.has(value)) emitted.set(value, name);
   }
+  const built = withoutDeadNodes(o.model(config.family));
   return {
-    model: o.model(config.family),
+    model: built,
     outputNames: o.outputs.map((x) => x.name),
-    usesKeepMask: keep !== undefined,
+    usesKeepMask: built.graph.inputs.some((x) => x.name === KEEP_MASK),
+  };
+}
+
+/**
+ * The model without the nodes and initializers no output depends on: a forward computes some values only
+ * for hooks a request may capture (GPT-2's repeated position embedding), and onnxruntime would run them.
+ */
+function withoutDeadNodes(model: OnnxModel): OnnxModel {
+  const { graph } = model;
+  const live = new Set(graph.outputs.map((x) => x.name));
+  const kept: typeof graph.nodes = [];
+  for (let i = graph.nodes.length - 1; i >= 0; i--) {
+    const node = graph.nodes[i]!;
+    if (!node.outputs.some((x) => live.has(x))) continue;
+    kept.push(node);
+    for (const input of node.inputs) live.add(input);
+  }
+  kept.reverse();
+  return {
+    ...model,
+    graph: {
+      ...graph,
+      nodes: kept,
+      initializers: graph.initializers.filter((t) => live.has(t.name)),
+      inputs: graph.inputs.filter((x) => live.has(x.name)),
+    },
   };
 }

@@ -308,11 +308,13 @@ export const gpt2Family: ModelFamily<Gpt2Weights> = {
       o.gather(o.constant(embeddingKey(w), [c.vocabSize, c.dModel], w.wte), ids),
     );
     if (embed === undefined) return undefined;
-    // TransformerLens repeats the position embedding over the batch.
+    // TransformerLens repeats the position embedding over the batch; the sum broadcasts the [seq, d] rows
+    // unless a replacement came back, so an uncaptured hook costs no repeated copy (the graph drops it).
     const positions = o.sliceLike(o.constant('W_pos', [c.nCtx, c.dModel], w.wpe), ids, 1);
-    const pos = hook('hook_pos_embed', o.expandLike(positions, embed));
+    const repeated = o.expandLike(positions, embed);
+    const pos = hook('hook_pos_embed', repeated);
     if (pos === undefined) return undefined;
-    return { x: o.add(embed, pos), state: { mask: o.causalMask(ids, 1) } };
+    return { x: o.add(embed, pos === repeated ? positions : pos), state: { mask: o.causalMask(ids, 1) } };
   },
 
   block<T>(
