@@ -1,4 +1,8 @@
 /** `--engine auto`: onnx where onnxruntime runs, tfjs where it cannot, and the choice is logged. */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createRunner, onnxUnavailable, resolveEngine } from '../src/engine/engines.js';
 import { loadModel } from '../src/model/index.js';
@@ -67,6 +71,48 @@ describe('resolveEngine', () => {
       } finally {
         await runner.dispose();
       }
+    }
+  });
+});
+
+describe('--engine auto where onnxruntime-node cannot load at all', () => {
+  it('trains an SAE on tfjs instead of failing, and says why', () => {
+    const out = mkdtempSync(path.join(tmpdir(), 'saeflow-no-ort-'));
+    try {
+      const run = spawnSync(
+        process.execPath,
+        [
+          'bin/run-pipeline.js',
+          'pipelines/gpt2-resid.ts',
+          '--training_tokens',
+          '2048',
+          '--train_batch_size_tokens',
+          '1024',
+          '--d_sae',
+          '64',
+          '--progress',
+          'none',
+          '--out',
+          path.join(out, 'run'),
+        ],
+        {
+          encoding: 'utf8',
+          env: {
+            ...process.env,
+            NODE_OPTIONS: `--import ${path.resolve('test/fixtures/no-onnxruntime/register.mjs')}`,
+          },
+        },
+      );
+      expect(run.status, run.stderr).toBe(0);
+      expect(run.stdout + run.stderr).toMatch(
+        /engine: tfjs \(auto: onnxruntime-node cannot run here: onnxruntime-node binding unavailable \(test\)\)/,
+      );
+      const status = JSON.parse(readFileSync(path.join(out, 'run', 'run.json'), 'utf8')) as {
+        status: string;
+      };
+      expect(status.status).toBe('completed');
+    } finally {
+      rmSync(out, { recursive: true, force: true });
     }
   });
 });

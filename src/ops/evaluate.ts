@@ -5,8 +5,8 @@
  * the agreement checks between the backends.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import * as ort from 'onnxruntime-node';
 import { TensorElemType, encodeOnnxModel } from '../engine/onnx/onnx-proto.js';
+import { loadOrt } from '../engine/onnx/ort.js';
 import { onnxSessionOptions } from '../engine/onnx/session-options.js';
 import { OnnxOps } from './onnx-ops.js';
 import type { Ops } from './ops.js';
@@ -43,12 +43,13 @@ export async function evaluateOnnx(
   const out = program(o, names);
   for (const [name, value] of Object.entries(out)) o.output(value, `out.${name}`);
   const model = o.model('evaluate');
+  const ort = await loadOrt();
   const session = await ort.InferenceSession.create(
     encodeOnnxModel(model),
     onnxSessionOptions({ threads: 1 }),
   );
   try {
-    const feeds: Record<string, ort.Tensor> = {};
+    const feeds: Record<string, InstanceType<typeof ort.Tensor>> = {};
     for (const [name, a] of Object.entries(inputs)) {
       const type =
         a.data instanceof Int32Array ? 'int32' : a.data instanceof BigInt64Array ? 'int64' : 'float32';

@@ -8,7 +8,8 @@
  * the last; committing fewer steps than were computed (a later step diverged) runs the chunk again with a
  * shorter trip count from the same state, which reproduces those steps exactly.
  */
-import * as ort from 'onnxruntime-node';
+import type * as ort from 'onnxruntime-node';
+import { loadOrt } from './ort.js';
 import type { SaeTrainingConfig } from '../../sae/config.js';
 import { batchTopKCount } from '../../sae/architectures/batchtopk.js';
 import { architectureOf } from '../../sae/architectures/registry.js';
@@ -118,9 +119,11 @@ export class OnnxSaeStep implements StepEngine {
     let c = cache.get(auxK);
     if (c === undefined) {
       const graph = build(auxK);
-      c = ort.InferenceSession.create(encodeOnnxModel(graph.model), onnxSessionOptions(this.execution)).then(
-        (session) => ({ graph, session }),
-      );
+      c = loadOrt()
+        .then((runtime) =>
+          runtime.InferenceSession.create(encodeOnnxModel(graph.model), onnxSessionOptions(this.execution)),
+        )
+        .then((session) => ({ graph, session }));
       cache.set(auxK, c);
     }
     return c;
@@ -160,37 +163,38 @@ export class OnnxSaeStep implements StepEngine {
    * `commit()`.
    */
   async compute(req: StepRequest): Promise<ComputedStep> {
+    const { Tensor } = await loadOrt();
     const cfg = this.cfg;
     const aux = stepHasAuxK(cfg) && req.deadMask !== null && req.numDead > 0;
     const { graph, session } = await this.compiled(aux);
     const scalars = this.stepScalars(req, this.adamStep + 1);
     const feeds: Record<string, ort.Tensor> = {
-      x: new ort.Tensor('float32', req.x, [req.rows, cfg.d_in]),
+      x: new Tensor('float32', req.x, [req.rows, cfg.d_in]),
     };
     this.checkTarget(req);
-    if (cfg.d_out !== null) feeds.y = new ort.Tensor('float32', req.y!, [req.rows, cfg.d_out]);
+    if (cfg.d_out !== null) feeds.y = new Tensor('float32', req.y!, [req.rows, cfg.d_out]);
     if (aux) {
       const base = auxKBase(cfg);
       const bias = new Float32Array(cfg.d_sae);
       for (let j = 0; j < bias.length; j++) bias[j] = (req.deadMask![j]! - 1) * 1e30;
-      feeds.dead_bias = new ort.Tensor('float32', bias, [cfg.d_sae]);
-      feeds.k_aux = new ort.Tensor('int64', BigInt64Array.of(BigInt(Math.min(base, req.numDead))), [1]);
+      feeds.dead_bias = new Tensor('float32', bias, [cfg.d_sae]);
+      feeds.k_aux = new Tensor('int64', BigInt64Array.of(BigInt(Math.min(base, req.numDead))), [1]);
       scalars.aux_weight = cfg.aux_loss_coefficient * Math.min(req.numDead / base, 1);
     }
     if (architectureOf(cfg.architecture).batchSelection)
-      feeds.keep = new ort.Tensor('int64', BigInt64Array.of(this.keepCount(req.rows)), [1]);
+      feeds.keep = new Tensor('int64', BigInt64Array.of(this.keepCount(req.rows)), [1]);
     for (const name of graph.scalarInputs)
-      feeds[name] = new ort.Tensor('float32', Float32Array.of(scalars[name]!), []);
+      feeds[name] = new Tensor('float32', Float32Array.of(scalars[name]!), []);
     const fetches: Record<string, ort.Tensor> = {};
     for (const [name, shape] of this.shapes) {
       for (const key of [name, `m.${name}`, `v.${name}`]) {
-        feeds[key] = new ort.Tensor('float32', this.current[key]!, shape);
-        fetches[`next.${key}`] = new ort.Tensor('float32', this.next[key]!, shape);
+        feeds[key] = new Tensor('float32', this.current[key]!, shape);
+        fetches[`next.${key}`] = new Tensor('float32', this.next[key]!, shape);
       }
     }
     const readbackLength = graph.lossNames.length + 2 + graph.statNames.length + cfg.d_sae;
     const readback = new Float32Array(readbackLength);
-    fetches.readback = new ort.Tensor('float32', readback, [readbackLength]);
+    fetches.readback = new Tensor('float32', readback, [readbackLength]);
     await session.run(feeds, fetches);
     this.pending = true;
     return { readback, lossNames: graph.lossNames, statNames: graph.statNames };
@@ -202,6 +206,7 @@ export class OnnxSaeStep implements StepEngine {
    * chunk (steps since fired + steps - 1 > dead_feature_window); otherwise no step has a dead feature.
    */
   async computeChunk(reqs: readonly StepRequest[], sinceFired: Float64Array | null): Promise<ComputedStep[]> {
+    const { Tensor } = await loadOrt();
     const cfg = this.cfg;
     const steps = reqs.length;
     if (steps < 1 || steps > this.maxChunkSteps)
@@ -213,7 +218,7 @@ export class OnnxSaeStep implements StepEngine {
     const aux = stepHasAuxK(cfg) && sinceFired !== null && maxSince + steps - 1 > cfg.dead_feature_window;
     const loop = await this.compiledLoop(aux);
     const feeds: Record<string, ort.Tensor> = {
-      trip_count: new ort.Tensor('int64', BigInt64Array.of(BigInt(steps)), []),
+      trip_count: new Tensor('int64', BigInt64Array.of(BigInt(steps)), []),
     };
     const stacked = (pick: (r: StepRequest) => Float32Array, width: number): Float32Array => {
       const out = new Float32Array(steps * rows * width);
@@ -224,35 +229,35 @@ export class OnnxSaeStep implements StepEngine {
     for (const input of loop.graph.perStepInputs) {
       const name = `steps.${input.name}`;
       if (input.name === 'x') {
-        feeds[name] = new ort.Tensor(
+        feeds[name] = new Tensor(
           'float32',
           stacked((r) => r.x, cfg.d_in),
           [steps, rows, cfg.d_in],
         );
       } else if (input.name === 'y') {
         reqs.forEach((r) => this.checkTarget(r));
-        feeds[name] = new ort.Tensor(
+        feeds[name] = new Tensor(
           'float32',
           stacked((r) => r.y!, cfg.d_out!),
           [steps, rows, cfg.d_out!],
         );
       } else if (input.name === 'keep') {
         const keep = new BigInt64Array(steps).fill(this.keepCount(rows));
-        feeds[name] = new ort.Tensor('int64', keep, [steps, 1]);
+        feeds[name] = new Tensor('int64', keep, [steps, 1]);
       } else {
         const values = Float32Array.from(scalars, (s) => {
           const v = s[input.name];
           if (v === undefined) throw new Error(`OnnxSaeStep: no value for per-step input ${input.name}`);
           return v;
         });
-        feeds[name] = new ort.Tensor('float32', values, [steps]);
+        feeds[name] = new Tensor('float32', values, [steps]);
       }
     }
     for (const key of loop.graph.stateKeys) {
       if (key === 'since_fired') {
-        feeds['state.since_fired'] = new ort.Tensor('float32', Float32Array.from(sinceFired!), [cfg.d_sae]);
+        feeds['state.since_fired'] = new Tensor('float32', Float32Array.from(sinceFired!), [cfg.d_sae]);
       } else {
-        feeds[`state.${key}`] = new ort.Tensor('float32', this.current[key]!, this.shapeOfKey(key));
+        feeds[`state.${key}`] = new Tensor('float32', this.current[key]!, this.shapeOfKey(key));
       }
     }
     const results = await loop.session.run(feeds);
@@ -267,6 +272,7 @@ export class OnnxSaeStep implements StepEngine {
   }
 
   async commitChunk(steps: number): Promise<void> {
+    const { Tensor } = await loadOrt();
     const chunk = this.chunk;
     if (chunk === null) throw new Error('OnnxSaeStep: commitChunk without a chunk');
     this.chunk = null;
@@ -277,7 +283,7 @@ export class OnnxSaeStep implements StepEngine {
     if (steps < chunk.steps) {
       const feeds = {
         ...chunk.feeds,
-        trip_count: new ort.Tensor('int64', BigInt64Array.of(BigInt(steps)), []),
+        trip_count: new Tensor('int64', BigInt64Array.of(BigInt(steps)), []),
       };
       results = await chunk.loop.session.run(feeds);
     }

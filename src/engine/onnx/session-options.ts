@@ -6,7 +6,8 @@
  * process-wide default device after `checkOnnxDevice` has proven that a CUDA session can be created.
  */
 import { availableParallelism } from 'node:os';
-import * as ort from 'onnxruntime-node';
+import type * as ort from 'onnxruntime-node';
+import { loadOrt } from './ort.js';
 import { UserError } from '../../pipeline/errors.js';
 import { GraphBuilder } from './graph-builder.js';
 import { ONNX_IR_VERSION, ONNX_OPSET, TensorElemType, encodeOnnxModel } from './onnx-proto.js';
@@ -75,8 +76,9 @@ export async function checkOnnxDevice(device: OnnxDevice): Promise<void> {
     producer: 'saeflow',
   });
   try {
-    const session = await ort.InferenceSession.create(model, { executionProviders: [device] });
-    await session.run({ x: new ort.Tensor('float32', Float32Array.of(1), [1]) });
+    const runtime = await loadOrt();
+    const session = await runtime.InferenceSession.create(model, { executionProviders: [device] });
+    await session.run({ x: new runtime.Tensor('float32', Float32Array.of(1), [1]) });
     await session.release();
   } catch (e) {
     throw new UserError(
