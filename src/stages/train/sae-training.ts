@@ -15,6 +15,13 @@ export interface SaeTrainingOptions {
   outputDir: string;
   /** Write a checkpoint every this many training tokens (0: only at the end and on interruption). */
   checkpointEveryTokens: number;
+  /**
+   * Also write one when this many minutes have passed since the last (0: never by time), so that a
+   * run killed without warning (SIGKILL, a lost node) loses at most that much work.
+   */
+  checkpointEveryMinutes?: number;
+  /** Clock in milliseconds (tests replace it). */
+  now?: () => number;
   flow?: Flow;
   progress?: Progress;
   metrics?: MetricsWriter;
@@ -45,6 +52,9 @@ export function saeTraining(options: SaeTrainingOptions): Stage<TrainingBatch, S
   const last = new Map<string, SaeStepMetrics>();
   let checked = false;
   let sinceCheckpoint = 0;
+  const now = options.now ?? Date.now;
+  const everyMs = (options.checkpointEveryMinutes ?? 0) * 60_000;
+  let lastCheckpointAt = now();
   // Batches wait here until there are as many as the trainer takes in one call (a chunk of steps).
   const pending: TrainingBatch[] = [];
   const train = async (): Promise<void> => {
@@ -61,12 +71,11 @@ export function saeTraining(options: SaeTrainingOptions): Stage<TrainingBatch, S
       if (first) progress?.report(progressValues(first));
       sinceCheckpoint += rows;
     });
-    if (
-      options.checkpointEveryTokens > 0 &&
-      sinceCheckpoint >= options.checkpointEveryTokens &&
-      !trainer.done
-    ) {
+    const byTokens = options.checkpointEveryTokens > 0 && sinceCheckpoint >= options.checkpointEveryTokens;
+    const byTime = everyMs > 0 && now() - lastCheckpointAt >= everyMs;
+    if ((byTokens || byTime) && !trainer.done) {
       sinceCheckpoint = 0;
+      lastCheckpointAt = now();
       await trainer.saveCheckpoint(options.checkpointDir);
       log?.info(`checkpoint after ${trainer.batches} batches: ${options.checkpointDir}`);
     }

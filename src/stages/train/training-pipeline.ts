@@ -81,6 +81,11 @@ export const trainingOptions = {
     'write a resumable checkpoint every this many tokens (0: at the end only)',
     { min: 0 },
   ),
+  checkpoint_every_minutes: opt.number(
+    10,
+    'also write a resumable checkpoint when this many minutes have passed since the last (0: never by time)',
+    { min: 0 },
+  ),
   saes: opt.json<Record<string, unknown>[]>(
     [],
     'sweep: a JSON list of option overrides, one SAE each, trained from one activation stream',
@@ -236,6 +241,7 @@ export async function buildTraining(
       checkpointDir,
       outputDir: path.join(ctx.runDir, 'saes'),
       checkpointEveryTokens: cfg.checkpoint_every_tokens,
+      checkpointEveryMinutes: cfg.checkpoint_every_minutes,
       flow: ctx.flow,
       progress: ctx.progress,
       metrics: ctx.metrics,
