@@ -32,7 +32,10 @@ function fakeTrainer(clock: { t: number }) {
 }
 
 const batches = (n: number): TrainingBatch[] =>
-  Array.from({ length: n }, () => ({ rows: 4, hooks: { h: new Float32Array(8) } }) as TrainingBatch);
+  Array.from(
+    { length: n },
+    () => ({ rows: 4, hooks: { h: new Float32Array(8) } }) as unknown as TrainingBatch,
+  );
 
 describe('time-based training checkpoints', () => {
   it('writes a checkpoint whenever checkpoint_every_minutes have passed since the last', async () => {
