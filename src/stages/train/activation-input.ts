@@ -1,4 +1,4 @@
-import { defer, EMPTY, of, repeat, type Observable } from 'rxjs';
+import { concatWith, defer, EMPTY, of, repeat, tap, type Observable } from 'rxjs';
 import type { ActivationBatch } from '../../arrow/activation-batch.js';
 import { hookShape, parseHookName, readGpt2Config, type WeightProcessing } from '../../model/index.js';
 import type { RunContext } from '../../pipeline/define-pipeline.js';
@@ -28,6 +28,11 @@ export interface ActivationInputOptions {
   seed: number;
   /** Start over when the data runs out (SAELens cycles its dataset); the consumer decides when to stop. */
   loop: boolean;
+  /**
+   * Tokens one pass over the data must yield at least (a training batch). Looping over less would
+   * never fill a batch, or cycle a handful of tokens forever; it is a UserError instead.
+   */
+  minTokensPerPass?: number;
 }
 
 export interface ActivationInput {
@@ -63,6 +68,12 @@ export async function openActivationInput(
     ctx.log.info(
       `activations: ${info.kind} ${o.activations} (${info.totalRows} tokens, ${info.files.length} files)`,
     );
+    const need = o.minTokensPerPass ?? 0;
+    if (info.totalRows < need) {
+      throw new UserError(
+        `${o.activations} holds ${info.totalRows} tokens; training needs at least ${need} (--train_batch_size_tokens)`,
+      );
+    }
     const read = () => cacheReader({ path: o.activations as string, hooks: o.hooks, flow: ctx.flow });
     return {
       source: o.loop ? loopUntilStopped(read, ctx) : read(),
@@ -85,17 +96,34 @@ export async function openActivationInput(
     const point = parseHookName(model.config, hook);
     widths[hook] = hookShape(model.config, point.site, 1, 1).reduce((a, b) => a * b, 1);
   }
-  const forward = () =>
-    documentSource(o.dataset, { shuffle: true, seed: o.seed }, ctx.flow).pipe(
+  const need = o.minTokensPerPass ?? 0;
+  const forward = () => {
+    let tokenized = 0;
+    let windows = 0;
+    const tooSmall = () =>
+      new UserError(
+        `dataset ${o.dataset} has ${tokenized} tokens, which make ${windows} full context windows of ${o.contextSize} (${windows * o.contextSize} tokens); training needs at least ${need} per pass (--train_batch_size_tokens): use more data or a smaller --context_size or --train_batch_size_tokens`,
+      );
+    return documentSource(o.dataset, { shuffle: true, seed: o.seed }, ctx.flow).pipe(
       tokenize(),
+      tap((doc) => (tokenized += doc.tokens.length)),
       pack({
         contextSize: o.contextSize,
         batchSize: o.batchSize,
         prependBos: o.prependBos,
         disableConcatSequences: o.disableConcatSequences,
       }),
+      tap((batch) => (windows += batch.batchSize)),
+      // Checked before the model runs: a dataset too small for one training batch fails at once.
+      concatWith(
+        defer(() => {
+          if (windows * o.contextSize < need && !ctx.flow.stopped) throw tooSmall();
+          return EMPTY;
+        }),
+      ),
       modelActivations({ model, hooks: o.hooks, flow: ctx.flow }),
     );
+  };
   return {
     source: o.loop ? loopUntilStopped(forward, ctx) : forward(),
     widths,

@@ -181,6 +181,7 @@ export async function buildTraining(
       engine: cfg.engine,
       seed: cfg.seed,
       loop: true,
+      minTokensPerPass: cfg.train_batch_size_tokens,
     },
     ctx,
   );
