@@ -17,6 +17,7 @@ import {
   prepareTraining,
   recordStepMetrics,
   reportTrainingProgress,
+  requireTokensPerPass,
   trainSteps,
   trainingOptions,
   type TrainingConfig,
@@ -30,19 +31,28 @@ export function trainSaes(cfg: TrainingConfig, ctx: RunContext, kind: TrainingKi
     const run = await prepareTraining(cfg, ctx, kind);
     const { trainer, model, hooks } = run;
     const flow = ctx.flow;
-    const activations = () =>
-      model === null
-        ? cacheReader({ path: cfg.activations!, hooks, flow })
-        : documentSource(cfg.dataset, { shuffle: true, seed: cfg.seed }, flow).pipe(
-            tokenize(),
-            pack({
-              contextSize: cfg.context_size,
-              batchSize: cfg.store_batch_size_prompts,
-              prependBos: cfg.prepend_bos,
-              disableConcatSequences: cfg.disable_concat_sequences,
-            }),
-            modelActivations({ model, hooks, flow }),
-          );
+    const activations = () => {
+      if (model === null) return cacheReader({ path: cfg.activations!, hooks, flow });
+      // A dataset too small for one training batch fails its first pass instead of cycling forever.
+      const enough = requireTokensPerPass({
+        need: cfg.train_batch_size_tokens,
+        dataset: cfg.dataset,
+        contextSize: cfg.context_size,
+        flow,
+      });
+      return documentSource(cfg.dataset, { shuffle: true, seed: cfg.seed }, flow).pipe(
+        tokenize(),
+        enough.countTokens,
+        pack({
+          contextSize: cfg.context_size,
+          batchSize: cfg.store_batch_size_prompts,
+          prependBos: cfg.prepend_bos,
+          disableConcatSequences: cfg.disable_concat_sequences,
+        }),
+        enough.checkWindows,
+        modelActivations({ model, hooks, flow }),
+      );
+    };
     // SAELens cycles its data until every SAE has seen its training_tokens.
     return cycleUntilStopped(activations, flow).pipe(
       activationStore({
@@ -59,6 +69,7 @@ export function trainSaes(cfg: TrainingConfig, ctx: RunContext, kind: TrainingKi
       reportTrainingProgress(ctx.progress),
       checkpointEvery(trainer, {
         tokens: cfg.checkpoint_every_tokens,
+        minutes: cfg.checkpoint_every_minutes,
         dir: run.checkpointDir,
         flow,
         log: ctx.log,

@@ -1,7 +1,7 @@
 import { parseCliArgs } from './cli-args.js';
 import { isUserError } from './errors.js';
 import { RUNNER_FLAGS_HELP } from './cli-args.js';
-import { runPipeline } from './runner.js';
+import { runPipeline, signalExitCode } from './runner.js';
 
 /** Entry point of `run-pipeline`; returns the process exit code. */
 export async function main(argv: readonly string[]): Promise<number> {
@@ -17,7 +17,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       isTTY: Boolean(process.stderr.isTTY),
       cwd: process.cwd(),
     });
-    if (outcome?.status === 'interrupted') return 130;
+    if (outcome?.status === 'interrupted') return signalExitCode(outcome.signal ?? 'SIGINT');
     return 0;
   } catch (e) {
     if (isUserError(e)) {

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { lastValueFrom, type Observable } from 'rxjs';
@@ -6,12 +6,12 @@ import { writeFileAtomicSync } from '../util/atomic-write.js';
 import { selectBackend } from './backend.js';
 import { RUNNER_FLAGS_HELP, type BackendRequest, type RunnerArgs } from './cli-args.js';
 import { isPipelineDefinition, type PipelineDefinition, type RunContext } from './define-pipeline.js';
-import { UserError } from './errors.js';
+import { isUserError, UserError } from './errors.js';
 import { Flow } from './flow.js';
 import { Logger } from './logger.js';
 import { MetricsWriter } from './metrics.js';
 import { translateForeignNames } from './foreign-names.js';
-import type { ConfigSchema } from './options.js';
+import type { ConfigOf, ConfigSchema } from './options.js';
 import { Progress, type ProgressDisplay } from './progress.js';
 import {
   applyCliOverrides,
@@ -20,6 +20,7 @@ import {
   flattenSchema,
   formatOptionsHelp,
 } from './resolve-config.js';
+import { createRunDir, removeFailedRun, runDirError, type CreatedRunDir } from './run-dir.js';
 import { RunState } from './run-state.js';
 
 export type RunStatus = 'completed' | 'interrupted' | 'failed';
@@ -28,11 +29,22 @@ export interface RunOutcome {
   status: RunStatus;
   runDir: string;
   result: unknown;
+  /** The signal that interrupted the run, if one did. */
+  signal?: StopSignal;
+}
+
+/** SIGTERM is what `timeout`, Kubernetes and Slurm send before they kill: it stops a run like Ctrl-C. */
+export type StopSignal = 'SIGINT' | 'SIGTERM';
+const STOP_SIGNALS: readonly StopSignal[] = ['SIGINT', 'SIGTERM'];
+
+/** The exit code of a process ended by a signal, as shells report it (128 + the signal's number). */
+export function signalExitCode(signal: StopSignal): number {
+  return signal === 'SIGTERM' ? 143 : 130;
 }
 
 export interface RunnerIo {
   stdout: (text: string) => void;
-  /** Where SIGINT handlers are installed; tests pass a stub to simulate Ctrl-C. */
+  /** Where SIGINT and SIGTERM handlers are installed; tests pass a stub to simulate them. */
   signals: Pick<NodeJS.Process, 'on' | 'off'>;
   isTTY: boolean;
   cwd: string;
@@ -171,9 +183,35 @@ export async function runPipeline(args: RunnerArgs, io: RunnerIo): Promise<RunOu
     pipeline.name,
   );
 
-  mkdirSync(runDir, { recursive: true });
-  writeFileAtomicSync(path.join(runDir, 'config.json'), `${JSON.stringify(cfg, null, 2)}\n`);
+  const outSpec = args.resume ?? args.out ?? runDir;
+  const created: CreatedRunDir = args.resume
+    ? { dir: runDir, createdDirs: [] }
+    : createRunDir(runDir, outSpec);
+  try {
+    writeFileAtomicSync(path.join(runDir, 'config.json'), `${JSON.stringify(cfg, null, 2)}\n`);
+  } catch (err) {
+    if (!args.resume) removeFailedRun(created);
+    throw runDirError(outSpec, runDir, err);
+  }
+  try {
+    return await runInDir(pipeline, args, io, runDir, cfg, notes);
+  } catch (err) {
+    // A run that failed on bad input before writing any output leaves nothing behind, so the same
+    // command line works once the input is fixed. Internal errors keep the directory for run.log.
+    if (isUserError(err) && !args.resume) removeFailedRun(created);
+    throw err;
+  }
+}
 
+async function runInDir(
+  pipeline: PipelineDefinition<ConfigSchema>,
+  args: RunnerArgs,
+  io: RunnerIo,
+  runDir: string,
+  cfg: ConfigOf<ConfigSchema>,
+  /** What translating foreign option names (SAELens's) has to say, for the run log. */
+  notes: readonly string[],
+): Promise<RunOutcome> {
   const log = new Logger(pipeline.name, path.join(runDir, 'run.log'));
   const metrics = new MetricsWriter(path.join(runDir, 'metrics.jsonl'));
   const display: ProgressDisplay = args.progress === 'auto' ? (io.isTTY ? 'tty' : 'plain') : args.progress;
@@ -220,19 +258,25 @@ export async function runPipeline(args: RunnerArgs, io: RunnerIo): Promise<RunOu
   });
 
   let interrupts = 0;
-  const onSigint = () => {
-    interrupts++;
-    if (interrupts === 1) {
-      log.warn(
-        'Ctrl-C: stopping after the work in flight and flushing outputs (Ctrl-C again to abort at once).',
-      );
-      flow.stop();
-    } else {
-      log.warn('aborted; outputs of the work in flight may be incomplete (completed files are intact).');
-      process.exit(130);
-    }
-  };
-  io.signals.on('SIGINT', onSigint);
+  let stopSignal: StopSignal | undefined;
+  const handlers = STOP_SIGNALS.map((signal) => {
+    const handler = () => {
+      interrupts++;
+      if (interrupts === 1) {
+        stopSignal = signal;
+        const what = signal === 'SIGINT' ? 'Ctrl-C' : signal;
+        log.warn(
+          `${what}: stopping after the work in flight and flushing outputs (Ctrl-C or ${signal} again to abort at once).`,
+        );
+        flow.stop();
+      } else {
+        log.warn('aborted; outputs of the work in flight may be incomplete (completed files are intact).');
+        process.exit(signalExitCode(signal));
+      }
+    };
+    io.signals.on(signal, handler);
+    return { signal, handler };
+  });
 
   const ctx: RunContext = {
     pipelineName: pipeline.name,
@@ -254,7 +298,7 @@ export async function runPipeline(args: RunnerArgs, io: RunnerIo): Promise<RunOu
     result = await lastValueFrom(observable, { defaultValue: undefined });
     status = flow.stopped ? 'interrupted' : 'completed';
   } finally {
-    io.signals.off('SIGINT', onSigint);
+    for (const { signal, handler } of handlers) io.signals.off(signal, handler);
     progress.finish(status);
     runInfo.status = status;
     Object.assign(runInfo, { ended: new Date().toISOString() });
@@ -273,5 +317,10 @@ export async function runPipeline(args: RunnerArgs, io: RunnerIo): Promise<RunOu
   } else {
     log.info(`done; outputs in ${runDir}`);
   }
-  return { status, runDir, result };
+  return {
+    status,
+    runDir,
+    result,
+    ...(status === 'interrupted' && stopSignal ? { signal: stopSignal } : {}),
+  };
 }

@@ -1,5 +1,5 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { Type } from 'apache-arrow';
 import type { HookSpec } from '../../arrow/index.js';
 import { UserError } from '../../pipeline/errors.js';
@@ -44,7 +44,24 @@ export async function inspectActivationSource(path: string): Promise<ActivationS
     if (files.length === 0) throw new UserError(`${path}: holds neither ${MANIFEST_FILE} nor .parquet files`);
     return inspectPlain(path, files);
   }
+  const dir = dirname(path);
+  if (existsSync(join(dir, MANIFEST_FILE))) return inspectCacheShard(dir, path);
   return inspectPlain(path, [path]);
+}
+
+/**
+ * One shard of a cache, named by its own path: it is held to what the cache's manifest says about it
+ * (size here, rows and sha256 when read), exactly as when the whole cache is read.
+ */
+function inspectCacheShard(dir: string, path: string): ActivationSourceInfo {
+  const cache = inspectCache(dir);
+  const file = cache.files.find((f) => resolve(f.path) === resolve(path));
+  if (!file) {
+    throw new UserError(
+      `${path}: lies in the activation cache ${dir} but its ${MANIFEST_FILE} does not list ${basename(path)} (a partial or foreign file?)`,
+    );
+  }
+  return { ...cache, path, files: [file], totalRows: file.rows };
 }
 
 function inspectCache(dir: string): ActivationSourceInfo {

@@ -111,7 +111,40 @@ export function hookColumnValues(
   }
   const slice = values.subarray(start, start + rows * d);
   if (slice.length !== rows * d) throw new UserError(`${where(0)}: holds fewer values than its lists claim`);
+  checkPlausible(slice, d, (i) => where(Math.floor(i / d)));
   return slice instanceof Float64Array ? new Float32Array(slice) : slice;
+}
+
+/**
+ * Activations beyond this magnitude come from damaged data, not from a model (GPT-2's largest residual
+ * activations are in the thousands); Parquet pages have no checksums we can verify, so flipped bytes in
+ * a plain file surface here, typically as huge exponents.
+ */
+export const ACTIVATION_MAGNITUDE_LIMIT = 1e10;
+
+function checkPlausible(
+  values: Float32Array | Uint16Array | Float64Array,
+  d: number,
+  where: (index: number) => string,
+): void {
+  const bad = (i: number, what: string) =>
+    new UserError(
+      `${where(i)}, element ${i % d}: ${what} (damaged data? activations stay within ±${ACTIVATION_MAGNITUDE_LIMIT})`,
+    );
+  if (values instanceof Uint16Array) {
+    // float16 bits: an all-ones exponent is Infinity or NaN; finite values are below 65504 anyway.
+    for (let i = 0; i < values.length; i++) {
+      if (((values[i] as number) & 0x7c00) === 0x7c00) throw bad(i, 'a non-finite value');
+    }
+    return;
+  }
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i] as number;
+    // One comparison per value on the common path; NaN fails it too.
+    if (!(v <= ACTIVATION_MAGNITUDE_LIMIT && v >= -ACTIVATION_MAGNITUDE_LIMIT)) {
+      throw bad(i, Number.isFinite(v) ? `${v} is implausibly large` : `a non-finite value (${v})`);
+    }
+  }
 }
 
 function idColumn<A extends BigInt64Array | Int32Array>(

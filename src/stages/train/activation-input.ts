@@ -20,6 +20,11 @@ export interface ActivationInputOptions {
   contextSize: number;
   processing: WeightProcessing;
   engine: EngineName;
+  /**
+   * Tokens one pass over the data must yield at least (a training batch). Looping over less would
+   * never fill a batch, or cycle a handful of tokens forever; it is a UserError instead.
+   */
+  minTokensPerPass?: number;
 }
 
 export interface ActivationInput {
@@ -57,6 +62,12 @@ export async function openActivationInput(
     ctx.log.info(
       `activations: ${info.kind} ${o.activations} (${info.totalRows} tokens, ${plural(info.files.length, 'file')})`,
     );
+    const need = o.minTokensPerPass ?? 0;
+    if (info.totalRows < need) {
+      throw new UserError(
+        `${o.activations} holds ${info.totalRows} tokens; training needs at least ${need} (--train_batch_size_tokens)`,
+      );
+    }
     return {
       model: null,
       widths,

@@ -5,6 +5,7 @@ export { finishTraining } from './finish-training.js';
 export type { TrainingSummary } from './finish-training.js';
 export { recordStepMetrics } from './record-step-metrics.js';
 export { reportTrainingProgress } from './report-training-progress.js';
+export { requireTokensPerPass } from './require-tokens-per-pass.js';
 export { trainSteps } from './train-steps.js';
 export type { TrainingStep } from './train-steps.js';
 export { prepareTraining, trainingOptions } from './training-pipeline.js';

@@ -91,6 +91,11 @@ export const trainingOptions = {
     'write a resumable checkpoint every this many tokens (0: at the end only)',
     { min: 0 },
   ),
+  checkpoint_every_minutes: opt.number(
+    10,
+    'also write a resumable checkpoint when this many minutes have passed since the last (0: never by time)',
+    { min: 0 },
+  ),
   saes: opt.json<Record<string, unknown>[]>(
     [],
     'sweep: a JSON list of option overrides, one SAE each, trained from one activation stream',
@@ -205,6 +210,7 @@ export async function prepareTraining(
       contextSize: cfg.context_size,
       processing: cfg.processing,
       engine,
+      minTokensPerPass: cfg.train_batch_size_tokens,
     },
     ctx,
   );
