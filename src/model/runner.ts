@@ -4,8 +4,8 @@
  */
 import type { ModelConfig } from './config.js';
 import type { Model } from './family.js';
-import { parseHookName } from './hook-points.js';
-import type { Activation, TokenBatch } from './hook-points.js';
+import { parseHookName, planRun } from './hook-points.js';
+import type { Activation, RunPlan, TokenBatch } from './hook-points.js';
 import type { HookReplacement } from './replacement.js';
 import type { WeightProcessing } from './process-weights.js';
 
@@ -97,4 +97,19 @@ export function hookOrderChecker(config: ModelConfig): (name: string) => number 
     next++;
     return order;
   };
+}
+
+/** The run plan of `runWithHooks` options: what to capture, replace and return, and how far to run. */
+export function planOf<R>(
+  config: ModelConfig,
+  options: RunOptions<R>,
+  interventions: readonly string[],
+): RunPlan {
+  return planRun(config, {
+    hooks: options.hooks,
+    interventions,
+    returnLogits: options.returnLogits,
+    returnLoss: options.returnLoss,
+    stopAtDeepestHook: options.stopAtDeepestHook,
+  });
 }

@@ -20,7 +20,7 @@ import type { Activation, RunPlan, TokenBatch } from './hook-points.js';
 import { klDivergence, nextTokenLoss, referenceOf } from './loss.js';
 import { applyReplacement, checkReplacement } from './replacement.js';
 import type { HookReplacement, ReplacementSae } from './replacement.js';
-import { hookOrderChecker } from './runner.js';
+import { hookOrderChecker, planOf } from './runner.js';
 import type {
   ModelRunner,
   RunOptions,
@@ -115,13 +115,7 @@ export class TfjsRunner implements ModelRunner {
    */
   async runWithHooks(tokens: TokenBatch, options: RunOptions<TfjsReplacement> = {}): Promise<RunResult> {
     const interventions = this.checked(tokens, options);
-    const plan = planRun(this.config, {
-      hooks: options.hooks,
-      interventions: Object.keys(interventions),
-      returnLogits: options.returnLogits,
-      returnLoss: options.returnLoss,
-      stopAtDeepestHook: options.stopAtDeepestHook,
-    });
+    const plan = planOf(this.config, options, Object.keys(interventions));
     const result: RunResult = { activations: new Map(), saeOutputs: new Map() };
     // Nothing asked for: nothing to run.
     if (plan.stopAfter < 0) return result;

@@ -23,6 +23,7 @@ import type {
   VariantResult,
   VariantsOptions,
 } from '../../model/runner.js';
+import { planOf } from '../../model/runner.js';
 import { UserError } from '../../pipeline/errors.js';
 import {
   INPUT_IDS,
@@ -80,13 +81,7 @@ export class OnnxRunner implements ModelRunner {
 
   async runWithHooks(tokens: TokenBatch, options: RunOptions = {}): Promise<RunResult> {
     const interventions = this.checked(options.interventions ?? {});
-    const plan = planRun(this.config, {
-      hooks: options.hooks,
-      interventions: Object.keys(interventions),
-      returnLogits: options.returnLogits,
-      returnLoss: options.returnLoss,
-      stopAtDeepestHook: options.stopAtDeepestHook,
-    });
+    const plan = planOf(this.config, options, Object.keys(interventions));
     const spec: ForwardSpec = {
       plan,
       interventions,
