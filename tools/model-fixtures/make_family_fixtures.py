@@ -43,6 +43,7 @@ import copy
 import json
 import math
 import os
+import re
 import shutil
 import sys
 
@@ -607,7 +608,7 @@ def independent_check(model, family, tokens, got, raw):
     inv = rope_inv_freq(cfg, family, rot_dim)
     B, S = tokens.shape
     g = {k: v.double() for k, v in got.items()}
-    errs = {}
+    errs, exercised = {}, {}
 
     def cmp(name, ref, val=None):
         val = g[name] if val is None else val
@@ -677,9 +678,19 @@ def independent_check(model, family, tokens, got, raw):
         allowed = ki <= qi
         if types[L] is not None:
             allowed &= (qi - ki) < types[L]
+        if softcap is not None:
+            raw_scores = torch.einsum("bqhd,bkhd->bhqk", g[b + "attn.hook_rot_q"], kk) * scale
+            seen = raw_scores.masked_select(torch.tril(torch.ones(S, S, dtype=torch.bool)))
+            exercised[b + "attn: max |score| / attn_logit_softcapping"] = (seen.abs().max() / softcap).item()
+        if types[L] is not None:
+            full = torch.softmax(scores.masked_fill(~(ki <= qi), float("-inf")), -1)
         scores = scores.masked_fill(~allowed, float("-inf"))
         pattern = torch.softmax(scores, -1)
         cmp(b + "attn.hook_pattern", pattern)
+        if types[L] is not None:
+            exercised[b + "attn: max |pattern - full causal pattern| (the window matters)"] = (
+                (pattern - full).abs().max().item()
+            )
         z = torch.einsum("bhqk,bkhd->bqhd", g[b + "attn.hook_pattern"], vv)
         cmp(b + "attn.hook_z", z)
         a = lin(g[b + "attn.hook_z"].reshape(B, S, H * dh), p["o"])
@@ -722,9 +733,23 @@ def independent_check(model, family, tokens, got, raw):
     logits = lin(g["hf.ln_final"], P["unembed"])
     cap = getattr(cfg, "final_logit_softcapping", None)
     if cap is not None:
+        exercised["logits: max |pre-cap logit| / final_logit_softcapping"] = (logits.abs().max() / cap).item()
         logits = cap * torch.tanh(logits / cap)
     cmp("logits", logits)
-    return errs
+    if rp.get("rope_type") == "llama3":
+        wl = 2 * math.pi / rope_inv_freq_plain(cfg, rot_dim)
+        old = rp["original_max_position_embeddings"]
+        lo_wl, hi_wl = old / rp["low_freq_factor"], old / rp["high_freq_factor"]
+        exercised["rope llama3: frequencies kept / blended / divided by factor"] = [
+            int((wl < hi_wl).sum()), int(((wl >= hi_wl) & (wl <= lo_wl)).sum()), int((wl > lo_wl).sum())]
+    exercised["rotary dims per head"] = f"{rot_dim} of {dh}"
+    exercised["query heads per key/value head"] = H // KV
+    return errs, exercised
+
+
+def rope_inv_freq_plain(cfg, rot_dim):
+    rp = dict(getattr(cfg, "rope_parameters", None) or {})
+    return 1.0 / float(rp["rope_theta"]) ** (torch.arange(0, rot_dim, 2, dtype=torch.float64) / rot_dim)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -830,7 +855,9 @@ def make_family(family: str) -> None:
     assert model.config._attn_implementation == "eager"
 
     got, raw = capture(model, family, tokens)
-    errs = independent_check(model, family, tokens, got, raw)
+    errs, exercised = independent_check(model, family, tokens, got, raw)
+    for k, v in exercised.items():
+        print(f"[{family}]   {k}: {v if not isinstance(v, float) else round(v, 3)}")
     worst = max(errs, key=errs.get)
     print(f"[{family}] self-check: {len(errs)} tensors, max relative error {errs[worst]:.2e} ({worst})")
     bad = {k: v for k, v in errs.items() if v > TOL}
@@ -897,12 +924,15 @@ def make_family(family: str) -> None:
             + f"cut to {SEQ} tokens"
         ),
         tokenizer_cases=cases,
+        exercised={k: (round(v, 3) if isinstance(v, float) else v) for k, v in exercised.items()},
         tensors={k: dict(shape=list(ref[k].shape), dtype="I32" if k == "tokens" else "F32") for k in order},
         versions=versions(),
     )
+    text = json.dumps(info, indent=1, ensure_ascii=False)
+    # Lists of numbers on one line.
+    text = re.sub(r"\[\s+([-0-9.,\s]+?)\s+\]", lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]", text)
     with open(os.path.join(fdir, "reference.json"), "w") as f:
-        json.dump(info, f, indent=1, ensure_ascii=False)
-        f.write("\n")
+        f.write(text + "\n")
     size = sum(os.path.getsize(os.path.join(dp, fn)) for dp, _, fns in os.walk(fdir) for fn in fns)
     print(f"[{family}] wrote {fdir} ({size / 1024:.0f} KiB)")
 
