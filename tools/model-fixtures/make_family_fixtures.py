@@ -892,7 +892,7 @@ def make_family(family: str) -> None:
             ref[k] = np.ascontiguousarray(v.numpy().astype(np.float32))
     order = sorted(ref, key=hook_order)
     save_file({k: ref[k] for k in order}, os.path.join(fdir, "reference.safetensors"),
-              metadata={"family": family, "generator": "tools/model-fixtures/make_family_fixtures.py"})
+              metadata={"generator": f"tools/model-fixtures/make_family_fixtures.py {family}"})  # one key: key order is not stable
 
     types = layer_types(config, family)
     rp = dict(getattr(config, "rope_parameters", None) or {})
