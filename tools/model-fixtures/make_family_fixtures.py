@@ -27,7 +27,7 @@ attention with soft-capping and sliding windows, MLPs, norms, residual sums, log
 written folder with from_pretrained and checks that it gives the same logits, and checks the tokenizer ids
 against transformers' AutoTokenizer. It prints the max errors and stops with an error if one is too large.
 
-Run from the repository root (about a minute on 2 cores):
+Run from the repository root (about 10 s on 2 cores):
 
     python3 -m venv /tmp/famvenv
     /tmp/famvenv/bin/pip install torch transformers tokenizers safetensors numpy
@@ -35,7 +35,8 @@ Run from the repository root (about a minute on 2 cores):
     /tmp/famvenv/bin/python tools/model-fixtures/make_family_fixtures.py gemma2     # some of them
 
 Run with: Python 3.11.7, torch 2.13.0+cpu, transformers 5.18.0, tokenizers 0.23.2, safetensors 0.8.0, numpy 2.4.6.
-The script refuses other transformers/tokenizers major versions (the config spelling it writes depends on them).
+The script refuses a transformers other than 5.x (the config spellings it writes depend on it).
+tools/model-fixtures/check_with_transformers4.py then loads every folder with transformers 4.57.6.
 Rerunning it rewrites the same files (seeded; byte-identical on the same machine and versions).
 """
 
@@ -148,8 +149,7 @@ FAMILIES = {
             head_dim=16,
             max_position_embeddings=128,
             rms_norm_eps=1e-6,
-            hidden_act="gelu_pytorch_tanh",
-            hidden_activation="gelu_pytorch_tanh",
+            hidden_act="gelu_pytorch_tanh",  # written as "gelu" in config.json, see to_legacy_config
             rope_theta=10000.0,
             tie_word_embeddings=True,
             pad_token_id=0,
@@ -710,7 +710,7 @@ def independent_check(model, family, tokens, got, raw):
         if p["gate"] is not None:
             cmp(b + "mlp.hook_pre", lin(x2, p["gate"]))
             cmp(b + "mlp.hook_pre_linear", lin(x2, p["up"]))
-            post = act(cfg.hidden_activation if family.startswith("gemma") else cfg.hidden_act,
+            post = act(cfg.hidden_activation if family == "gemma2" else cfg.hidden_act,
                        g[b + "mlp.hook_pre"]) * g[b + "mlp.hook_pre_linear"]
         else:
             cmp(b + "mlp.hook_pre", lin(x2, p["up"]))
@@ -759,8 +759,8 @@ def rope_inv_freq_plain(cfg, rot_dim):
 
 def to_legacy_config(path: str, family: str) -> None:
     """Rewrites a transformers-5 config.json in the spelling of the hub's configs written by transformers 4.x:
-    top-level rope_theta (+ rope_scaling), GPT-NeoX's rotary_pct/rotary_emb_base, torch_dtype, and (Gemma 2) no
-    layer_types (transformers derives the same alternation from the layer index)."""
+    top-level rope_theta (+ rope_scaling), GPT-NeoX's rotary_pct/rotary_emb_base, torch_dtype, (Gemma 2) no
+    layer_types (transformers derives the same alternation from the layer index) and (Gemma) hidden_act "gelu"."""
     with open(path) as f:
         c = json.load(f)
     rp = dict(c.pop("rope_parameters"))
@@ -779,6 +779,12 @@ def to_legacy_config(path: str, family: str) -> None:
             c["rope_scaling"] = None
     if "dtype" in c:
         c["torch_dtype"] = c.pop("dtype")
+    if family == "gemma":
+        # google/gemma-2b's config.json says "gelu", which transformers reads as the tanh approximation for Gemma
+        # (configuration_gemma.py); a loader has to do the same.
+        assert c["hidden_act"] == "gelu_pytorch_tanh"
+        c["hidden_act"] = "gelu"
+        c.pop("hidden_activation", None)
     if family == "gemma2":
         n = c["num_hidden_layers"]
         assert c.pop("layer_types") == ["sliding_attention" if (i + 1) % 2 else "full_attention" for i in range(n)]
