@@ -18,7 +18,7 @@ What it makes, for each family (gemma2, gemma, llama, mistral, qwen2, gpt_neox):
   test/fixtures/families/<family>/reference.json
                                               names, shapes and dtypes of the tensors above, the texts and token ids,
                                               tokenizer cases (3 sentences, ids with and without special tokens), the
-                                              layer attention types and the semantic notes.
+                                              layer attention types and what the fixture exercises.
 
 The weights are random (seeded) but every value is a bfloat16 number that float16 also represents exactly, so the
 same reference checks the float32, float16 and bfloat16 encodings. Before writing anything the script checks the
