@@ -135,6 +135,7 @@ console.log(
 console.log(`| cacheReader -> activationStore | - | ${store.tokens_per_s.toFixed(0)} | - |`);
 console.log(
   `store buffer ${bufferBatches} x ${batchTokens} tokens = ${bufferMb.toFixed(0)} MB; the cache is ${(mb(rows * d * 4) / bufferMb).toFixed(1)}x the buffer; ` +
-    `streaming process RSS ${store.base_rss_mb.toFixed(0)} MB at start, peak ${store.peak_rss_mb.toFixed(0)} MB`,
+    `streaming process RSS ${store.base_rss_mb.toFixed(0)} MB at start, peak ${store.peak_rss_mb.toFixed(0)} MB; ` +
+    `peak above start ${(store.peak_rss_mb - store.base_rss_mb).toFixed(0)} MB = ${((store.peak_rss_mb - store.base_rss_mb) / bufferMb).toFixed(2)}x the buffer`,
 );
 rmSync(dir, { recursive: true, force: true });

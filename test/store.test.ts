@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { makeActivationBatch } from '../src/arrow/activation-batch.js';
 import { activationStore, type TrainingBatch } from '../src/stages/store/activation-store.js';
 import { MixingBuffer } from '../src/stages/store/mixing-buffer.js';
+import { concatBlocks, gatherFromBlocks, gatherRows } from '../src/stages/store/row-block.js';
 import { Mulberry32 } from '../src/util/random.js';
 
 const BOS = 50256;
@@ -163,5 +164,24 @@ describe('activation store', () => {
         expect(variance).toBeCloseTo(1, 3);
       }
     }
+  });
+});
+
+describe('gatherFromBlocks', () => {
+  it('gathers the rows of the concatenation without making it', () => {
+    const widths = { a: 3, b: 2 };
+    const block = (rows: number, base: number) => ({
+      rows,
+      hooks: {
+        a: Float32Array.from({ length: rows * 3 }, (_, i) => base + i),
+        b: Float32Array.from({ length: rows * 2 }, (_, i) => -base - i),
+      },
+    });
+    const blocks = [block(4, 0), block(0, 100), block(3, 200), block(5, 300)];
+    const order = Uint32Array.from([11, 0, 5, 4, 3, 10, 1, 7, 2, 9, 6, 8]);
+    const want = gatherRows(concatBlocks(blocks, widths), widths, order.subarray(3, 9));
+    const got = gatherFromBlocks(blocks, widths, order, 3, 9);
+    expect(got.rows).toBe(6);
+    expect(got.hooks).toEqual(want.hooks);
   });
 });

@@ -157,8 +157,12 @@ describe('SAE training pipelines', () => {
   });
 
   // onnx trains in chunks of steps, so the interruption also drops batches waiting for their chunk.
-  for (const engine of ['tfjs', 'onnx']) {
-    it(`an interrupted run resumed with --resume ends with the same SAE as an uninterrupted one (${engine})`, async () => {
+  // SIGTERM (what timeout, Kubernetes and Slurm send) must checkpoint and resume exactly as Ctrl-C does.
+  for (const [engine, signal] of [
+    ['tfjs', 'SIGINT'],
+    ['onnx', 'SIGTERM'],
+  ] as const) {
+    it(`an interrupted run resumed with --resume ends with the same SAE as an uninterrupted one (${engine}, ${signal})`, async () => {
       const data = dataset();
       const opts = [
         ...common(data),
@@ -186,13 +190,16 @@ describe('SAE training pipelines', () => {
         const poll = setInterval(() => {
           if (existsSync(path.join(part, 'metrics.jsonl')) && trainEvents(part).length >= 8) {
             clearInterval(poll);
-            signals.emit('SIGINT');
+            signals.emit(signal);
             resolve();
           }
         }, 5);
       });
       const first = await running;
       expect(first?.status).toBe('interrupted');
+      expect(first?.signal).toBe(signal);
+      expect(JSON.parse(readFileSync(path.join(part, 'run.json'), 'utf8')).status).toBe('interrupted');
+      expect(existsSync(path.join(part, 'checkpoint'))).toBe(true);
       expect(existsSync(path.join(part, 'saes'))).toBe(false);
       const resumed = await runPipeline(parseCliArgs(['pipelines/gpt2-resid.ts', '--resume', part]), io());
       expect(resumed?.result).toMatchObject({ status: 'completed' });

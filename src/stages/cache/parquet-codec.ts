@@ -1,7 +1,7 @@
 import { openAsBlob } from 'node:fs';
 import { type RecordBatch, type Schema, Table, tableFromIPC, tableToIPC } from 'apache-arrow';
 import * as parquetWasm from 'parquet-wasm';
-import { UserError } from '../../pipeline/errors.js';
+import { isUserError, UserError } from '../../pipeline/errors.js';
 
 /**
  * Parquet encoding and decoding through parquet-wasm (arrow-rs compiled to WebAssembly): it writes real
@@ -58,6 +58,50 @@ export interface ParquetSource {
   close(): void;
 }
 
+/**
+ * Some damaged files make parquet-wasm's Rust code panic inside a wasm future, or inside the background
+ * pull of the stream it returns; the trap is then thrown from a microtask we hold no promise for and
+ * reaches the process as an uncaught exception (a crash, or a read that never answers). While a guard is
+ * held, such a trap instead rejects its `trapped` promise with a UserError naming the file. Caches are
+ * protected beforehand (their sha256 is checked before parquet-wasm sees a byte); plain Parquet files
+ * rely on this.
+ */
+class WasmGuard {
+  private static readonly active = new Set<WasmGuard>();
+  private static onException = (err: unknown): void => {
+    // WebAssembly.RuntimeError: the trap a Rust panic compiles to. Anything else is not ours to take.
+    if (!(err instanceof Error && err.name === 'RuntimeError')) throw err;
+    for (const guard of WasmGuard.active) guard.reject(err);
+  };
+
+  readonly trapped: Promise<never>;
+  private reject: (err: Error) => void = () => undefined;
+
+  constructor(private readonly path: string) {
+    this.trapped = new Promise<never>((_, reject) => {
+      this.reject = (err) =>
+        reject(
+          new UserError(`${path}: corrupt Parquet data (the decoder aborted: ${err.message})`, {
+            cause: err,
+          }),
+        );
+    });
+    this.trapped.catch(() => undefined);
+    if (WasmGuard.active.size === 0) process.on('uncaughtException', WasmGuard.onException);
+    WasmGuard.active.add(this);
+  }
+
+  /** `work`, or the UserError of a trap that happened while the guard was held. */
+  run<T>(work: Promise<T>): Promise<T> {
+    return Promise.race([work, this.trapped]);
+  }
+
+  release(): void {
+    if (!WasmGuard.active.delete(this)) return;
+    if (WasmGuard.active.size === 0) process.off('uncaughtException', WasmGuard.onException);
+  }
+}
+
 function describe(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
@@ -66,7 +110,13 @@ function describe(err: unknown): string {
 export async function openParquet(path: string): Promise<ParquetSource> {
   let file: parquetWasm.ParquetFile;
   try {
-    file = await parquetWasm.ParquetFile.fromFile(await openAsBlob(path));
+    const blob = await openAsBlob(path);
+    const guard = new WasmGuard(path);
+    try {
+      file = await guard.run(parquetWasm.ParquetFile.fromFile(blob));
+    } finally {
+      guard.release();
+    }
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new UserError(`${path}: file not found`);
     throw new UserError(`${path}: not a readable Parquet file (${describe(err)})`, { cause: err });
@@ -99,12 +149,17 @@ async function* readBatches(
   options: { columns?: readonly string[]; batchSize: number },
 ): AsyncGenerator<RecordBatch> {
   let stream: ReadableStream<parquetWasm.RecordBatch>;
+  const guard = new WasmGuard(path);
   try {
-    stream = await file.stream({
-      batchSize: options.batchSize,
-      ...(options.columns ? { columns: [...options.columns] } : {}),
-    });
+    stream = await guard.run(
+      file.stream({
+        batchSize: options.batchSize,
+        ...(options.columns ? { columns: [...options.columns] } : {}),
+      }),
+    );
   } catch (err) {
+    guard.release();
+    if (isUserError(err)) throw err;
     throw new UserError(`${path}: cannot read Parquet data (${describe(err)})`, { cause: err });
   }
   const reader = stream.getReader();
@@ -112,8 +167,9 @@ async function* readBatches(
     for (;;) {
       let step: Awaited<ReturnType<typeof reader.read>>;
       try {
-        step = await reader.read();
+        step = await guard.run(reader.read());
       } catch (err) {
+        if (isUserError(err)) throw err;
         throw new UserError(`${path}: corrupt Parquet data (${describe(err)})`, { cause: err });
       }
       if (step.done) return;
@@ -122,6 +178,8 @@ async function* readBatches(
       for (const batch of table.batches) yield batch;
     }
   } finally {
-    await reader.cancel().catch(() => undefined);
+    // A trap during cancel is as harmless as one during a read; the guard goes once it is done.
+    await guard.run(reader.cancel()).catch(() => undefined);
+    guard.release();
   }
 }

@@ -1,12 +1,5 @@
 import type { Mulberry32 } from '../../util/random.js';
-import {
-  concatBlocks,
-  emptyBlock,
-  gatherRows,
-  sliceBlock,
-  type HookWidths,
-  type RowBlock,
-} from './row-block.js';
+import { emptyBlock, gatherFromBlocks, sliceBlock, type HookWidths, type RowBlock } from './row-block.js';
 
 /**
  * SAELens's mixing buffer (sae_lens/training/mixing_buffer.py): activations accumulate until the buffer
@@ -47,15 +40,18 @@ export class MixingBuffer {
     this.pending.push(block);
     this.pendingRows += block.rows;
     if (this.rows < this.bufferSize) return [];
-    const all = this.mixAll();
-    const serving = Math.max(1, Math.floor(all.rows / (2 * this.batchSize)));
+    // The served rows and the kept rows are gathered into two arrays straight from the held blocks: the
+    // peak is the held rows plus one shuffled copy (2x the buffer), not a concatenated copy as well,
+    // and the served batches' array is released independently of the kept half.
+    const { sources, order } = this.takeAll();
+    const serving = Math.max(1, Math.floor(order.length / (2 * this.batchSize)));
     const cutoff = serving * this.batchSize;
+    const served = gatherFromBlocks(sources, this.widths, order, 0, cutoff);
+    this.storage = gatherFromBlocks(sources, this.widths, order, cutoff, order.length);
     const batches: RowBlock[] = [];
     for (let i = 0; i < serving; i++) {
-      batches.push(sliceBlock(all, this.widths, i * this.batchSize, (i + 1) * this.batchSize));
+      batches.push(sliceBlock(served, this.widths, i * this.batchSize, (i + 1) * this.batchSize));
     }
-    // Copy the kept half so the served batches' backing arrays can be released independently.
-    this.storage = concatBlocks([sliceBlock(all, this.widths, cutoff, all.rows)], this.widths);
     return batches;
   }
 
@@ -71,10 +67,17 @@ export class MixingBuffer {
   }
 
   private mixAll(): RowBlock {
-    const joined = concatBlocks([this.storage, ...this.pending], this.widths);
+    const { sources, order } = this.takeAll();
+    return gatherFromBlocks(sources, this.widths, order);
+  }
+
+  /** Everything held, with the permutation that mixes it; the buffer is left empty. */
+  private takeAll(): { sources: RowBlock[]; order: Uint32Array } {
+    const sources = [this.storage, ...this.pending].filter((b) => b.rows > 0);
+    this.storage = emptyBlock(this.widths);
     this.pending = [];
     this.pendingRows = 0;
-    return gatherRows(joined, this.widths, this.permutation(joined.rows));
+    return { sources, order: this.permutation(sources.reduce((n, b) => n + b.rows, 0)) };
   }
 
   private permutation(n: number): Uint32Array {

@@ -112,14 +112,49 @@ export class TokenPacker {
     return this.dropped;
   }
 
-  /** Adds one document; yields the batches it completes. */
-  *push(tokens: Int32Array): Generator<TokenBatch> {
-    if (this.options.disableConcat) yield* this.pushWholeDocument(tokens);
-    else yield* this.pushConcatenated(tokens);
+  /**
+   * Adds one document, or with `continues` the next piece of the last one (the windows are those of the
+   * whole document); yields the batches it completes.
+   */
+  *push(tokens: Int32Array, continues = false): Generator<TokenBatch> {
+    if (this.options.disableConcat) yield* this.pushWholeDocumentPiece(tokens, continues);
+    else yield* this.pushConcatenated(tokens, continues);
+  }
+
+  /** The start of the current document (disable_concat_sequences), until it can fill a window. */
+  private partial: Int32Array | null = null;
+  /** The current document already gave its window (or was dropped): its further pieces are dropped. */
+  private consumed = false;
+
+  private *pushWholeDocumentPiece(tokens: Int32Array, continues: boolean): Generator<TokenBatch> {
+    if (!continues) {
+      yield* this.endWholeDocument();
+      this.partial = tokens;
+      this.consumed = false;
+    } else if (this.consumed) {
+      this.dropped += tokens.length;
+      return;
+    } else {
+      const joined = new Int32Array((this.partial?.length ?? 0) + tokens.length);
+      joined.set(this.partial ?? new Int32Array(0));
+      joined.set(tokens, this.partial?.length ?? 0);
+      this.partial = joined;
+    }
+    // A document at least a window long decides its window now; a shorter one waits for its end.
+    if (this.partial.length >= this.options.contextSize) yield* this.endWholeDocument();
+  }
+
+  private *endWholeDocument(): Generator<TokenBatch> {
+    if (this.partial === null) return;
+    const tokens = this.partial;
+    this.partial = null;
+    this.consumed = true;
+    yield* this.pushWholeDocument(tokens);
   }
 
   /** Yields the last, partial batch if any. The unfinished window, if any, is dropped (as SAELens does). */
   *finish(): Generator<TokenBatch> {
+    yield* this.endWholeDocument();
     if (this.fill > 0) {
       this.dropped += this.fill - this.inserted;
       this.fill = 0;
@@ -158,10 +193,11 @@ export class TokenPacker {
    * inserted when the token it would precede is already that token (pre-tokenized data that starts
    * with BOS keeps a single BOS), and special tokens that do not fit are cut off at the window's end.
    */
-  private *pushConcatenated(tokens: Int32Array): Generator<TokenBatch> {
+  private *pushConcatenated(tokens: Int32Array, continues: boolean): Generator<TokenBatch> {
     const { contextSize, beginBatch, beginSequence, separator } = this.options;
     let offset = 0;
-    let startOfDocument = true;
+    // A continuing piece is the middle of a document: no begin-sequence token and no separator.
+    let startOfDocument = !continues;
     while (offset < tokens.length) {
       const prefix: number[] = [];
       let first = tokens[offset] as number;
@@ -175,7 +211,7 @@ export class TokenPacker {
         this.write(prefix, contextSize);
         take = Math.max(contextSize - prefix.length, 0);
       } else {
-        if (separator !== null && first !== separator) prefix.unshift(separator);
+        if (startOfDocument && separator !== null && first !== separator) prefix.unshift(separator);
         const room = contextSize - this.fill;
         take = Math.max(room - prefix.length, 0);
         this.write(prefix, room);
@@ -219,6 +255,9 @@ export class TokenPacker {
 
 type TokensLike = TokenDocument | Int32Array | readonly number[];
 
+const continuesOf = (doc: TokensLike): boolean =>
+  !(doc instanceof Int32Array) && !Array.isArray(doc) && (doc as TokenDocument).continues === true;
+
 function tokensOf(doc: TokensLike): Int32Array {
   if (doc instanceof Int32Array) return doc;
   if (Array.isArray(doc)) return Int32Array.from(doc as readonly number[]);
@@ -228,7 +267,7 @@ function tokensOf(doc: TokensLike): Int32Array {
 /** Packs documents (token documents or bare token arrays) into batches of windows. Deterministic. */
 export function* packTokens(docs: Iterable<TokensLike>, opts: PackOptions): Generator<TokenBatch> {
   const packer = new TokenPacker(opts);
-  for (const doc of docs) yield* packer.push(tokensOf(doc));
+  for (const doc of docs) yield* packer.push(tokensOf(doc), continuesOf(doc));
   yield* packer.finish();
 }
 
@@ -243,7 +282,7 @@ export function pack(opts: PackOptions): Stage<TokenDocument, TokenBatch> {
         const sub = source.subscribe({
           next: (doc) => {
             try {
-              for (const batch of packer.push(doc.tokens)) subscriber.next(batch);
+              for (const batch of packer.push(doc.tokens, doc.continues === true)) subscriber.next(batch);
             } catch (err) {
               subscriber.error(err);
             }

@@ -52,8 +52,10 @@ export function decodeGpt2(ids: ArrayLike<number> | Iterable<number>): string {
 export function tokenize(): Stage<Document, TokenDocument> {
   return defineStage(
     'tokenize',
-    map((doc: Document): TokenDocument =>
-      isTokenDocument(doc) ? doc : { id: doc.id, tokens: encodeGpt2(doc.text) },
-    ),
+    map((doc: Document): TokenDocument => {
+      if (isTokenDocument(doc)) return doc;
+      const { text, ...rest } = doc;
+      return { ...rest, tokens: encodeGpt2(text) };
+    }),
   );
 }

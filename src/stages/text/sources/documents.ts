@@ -2,14 +2,15 @@ import type { Observable } from 'rxjs';
 import { UserError } from '../../../pipeline/errors.js';
 import type { Flow } from '../../../pipeline/flow.js';
 import { fromPull } from '../../../pipeline/from-pull.js';
-import { bufferedShuffle, mulberry32, shuffleInPlace } from '../../../util/random.js';
-import type { Document } from '../types.js';
+import { mulberry32, randomInt, shuffleInPlace, type Random } from '../../../util/random.js';
+import { isTokenDocument, type Document } from '../types.js';
 import { loadCorpus } from './corpora.js';
 import { describeDataset, formatOf, resolveDataset, type DatasetDescription } from './dataset.js';
 import { checkFieldOptions, type FieldOptions } from './fields.js';
 import { readJsonl } from './jsonl.js';
 import { readParquet } from './parquet.js';
 import { readPlainText } from './plain-text.js';
+import { PIECE_CHARS, textPieces } from './text-pieces.js';
 
 export interface ReadDocumentsOptions extends FieldOptions {
   /** Shuffle the documents (file order, then a bounded buffer of documents); deterministic given `seed`. */
@@ -93,14 +94,80 @@ async function* generateDocuments(
   const files = resolved.kind === 'files' ? [...resolved.files] : [];
   if (random) shuffleInPlace(files, random);
   let docs: AsyncIterable<Document> = unshuffled(resolved, opts, files);
-  if (random) docs = bufferedShuffle(docs, opts.shuffleBufferSize ?? DEFAULT_SHUFFLE_BUFFER, random);
+  if (random) docs = shuffleDocuments(docs, opts.shuffleBufferSize ?? DEFAULT_SHUFFLE_BUFFER, random);
   let count = 0;
   for await (const doc of docs) {
-    yield doc;
-    count++;
-    if (opts.maxDocuments !== undefined && count >= opts.maxDocuments) return;
+    if (!doc.continues) {
+      if (opts.maxDocuments !== undefined && count >= opts.maxDocuments) return;
+      count++;
+    }
+    yield* inPieces(doc);
   }
   if (count === 0) throw new UserError(`dataset has no documents: ${describeDataset(resolved)}`);
+}
+
+/**
+ * Documents already in memory (a JSONL line, a Parquet cell, a corpus entry) longer than this are
+ * tokenized in pieces, which bounds the tokenizer's memory and the work between two stop checks.
+ * Shorter ones stay whole, so every document of the embedded corpora is one item as before.
+ */
+const SPLIT_IN_MEMORY_ABOVE = 1024 * 1024;
+
+/** A long text document as pieces (see text-pieces.ts); anything else as it is. */
+async function* inPieces(doc: Document): AsyncGenerator<Document> {
+  if (isTokenDocument(doc) || doc.text.length <= SPLIT_IN_MEMORY_ABOVE) {
+    yield doc;
+    return;
+  }
+  const pieces = textPieces([doc.text], PIECE_CHARS);
+  let previous: string | null = null;
+  let first = true;
+  const piece = (text: string, more: boolean): Document => ({
+    id: doc.id,
+    text,
+    ...(doc.continues || !first ? { continues: true } : {}),
+    ...(more || doc.more ? { more: true } : {}),
+  });
+  for await (const text of pieces) {
+    if (previous !== null) {
+      yield piece(previous, true);
+      first = false;
+    }
+    previous = text;
+  }
+  yield piece(previous ?? '', false);
+}
+
+/**
+ * A uniform shuffle through a buffer of `size` documents (util/random.ts's bufferedShuffle, with the same
+ * draws), except that a document read in pieces (a long .txt file) passes through at once, in order:
+ * buffering its pieces would hold the whole document. Files are shuffled before they are read, so such a
+ * document still comes at a random place in the run.
+ */
+async function* shuffleDocuments(
+  source: AsyncIterable<Document>,
+  size: number,
+  random: Random,
+): AsyncGenerator<Document> {
+  const buffer: Document[] = [];
+  let passing = false;
+  for await (const item of source) {
+    if (passing || item.more) {
+      passing = item.more === true;
+      yield item;
+      continue;
+    }
+    if (buffer.length < size) {
+      buffer.push(item);
+      continue;
+    }
+    const j = randomInt(random, size);
+    const out = buffer[j] as Document;
+    buffer[j] = item;
+    yield out;
+  }
+  shuffleInPlace(buffer, random);
+  yield* buffer;
 }
 
 /** `readDocuments` as an Observable that pulls a document only when the stages downstream have room. */
