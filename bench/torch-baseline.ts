@@ -2,7 +2,7 @@
 // each of them at each intra-op thread count that can be fastest (1 and every core; bench/torch/machine.py
 // says why both), with OPENBLAS_CORETYPE=SkylakeX, the fastest OpenBLAS kernel on this machine.
 import { spawnSync } from 'node:child_process';
-import { existsSync, realpathSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 
 /**
@@ -58,12 +58,26 @@ export function torchThreadCounts(): number[] {
  * Runs `script args --threads N` with `py` for each thread count; returns the last JSON line of each
  * successful run (a failed run is reported on stderr and skipped).
  */
+/**
+ * SkylakeX, OpenBLAS's fastest kernel where the processor has AVX-512; elsewhere (this project's machines
+ * are not all of one kind) that kernel dies with an illegal instruction, so the environment's choice stays.
+ */
+function openblasCoretype(): Record<string, string> {
+  let cpuinfo = '';
+  try {
+    cpuinfo = readFileSync('/proc/cpuinfo', 'utf8');
+  } catch {
+    return {};
+  }
+  return /\bavx512f\b/.test(cpuinfo) ? { OPENBLAS_CORETYPE: 'SkylakeX' } : {};
+}
+
 export function runTorch(py: string, script: string, args: string[], what: string): TorchLine[] {
   const lines: TorchLine[] = [];
   for (const threads of torchThreadCounts()) {
     const r = spawnSync(py, [script, ...args, '--threads', String(threads)], {
       encoding: 'utf8',
-      env: { ...process.env, OPENBLAS_CORETYPE: 'SkylakeX' },
+      env: { ...process.env, ...openblasCoretype() },
       maxBuffer: 1 << 24,
     });
     if (r.status !== 0) {
