@@ -78,12 +78,18 @@ export async function* bufferedShuffle<T>(
   source: AsyncIterable<T> | Iterable<T>,
   bufferSize: number,
   random: Random,
+  /** Items for which this is true skip the buffer and are yielded at once, in order (no random draw). */
+  passThrough: (item: T) => boolean = () => false,
 ): AsyncGenerator<T> {
   if (!Number.isInteger(bufferSize) || bufferSize < 1) {
     throw new RangeError(`bufferSize must be a positive integer, got ${bufferSize}`);
   }
   const buffer: T[] = [];
   for await (const item of source) {
+    if (passThrough(item)) {
+      yield item;
+      continue;
+    }
     if (buffer.length < bufferSize) {
       buffer.push(item);
       continue;

@@ -2,7 +2,7 @@ import type { Observable } from 'rxjs';
 import { UserError } from '../../../pipeline/errors.js';
 import type { Flow } from '../../../pipeline/flow.js';
 import { fromPull } from '../../../pipeline/from-pull.js';
-import { mulberry32, randomInt, shuffleInPlace, type Random } from '../../../util/random.js';
+import { bufferedShuffle, mulberry32, shuffleInPlace, type Random } from '../../../util/random.js';
 import { isTokenDocument, type Document } from '../types.js';
 import { loadCorpus } from './corpora.js';
 import { describeDataset, formatOf, resolveDataset, type DatasetDescription } from './dataset.js';
@@ -144,30 +144,18 @@ async function* inPieces(doc: Document): AsyncGenerator<Document> {
  * buffering its pieces would hold the whole document. Files are shuffled before they are read, so such a
  * document still comes at a random place in the run.
  */
-async function* shuffleDocuments(
+function shuffleDocuments(
   source: AsyncIterable<Document>,
   size: number,
   random: Random,
 ): AsyncGenerator<Document> {
-  const buffer: Document[] = [];
+  // A piece passes when another follows it (`more`) or when it follows one that did.
   let passing = false;
-  for await (const item of source) {
-    if (passing || item.more) {
-      passing = item.more === true;
-      yield item;
-      continue;
-    }
-    if (buffer.length < size) {
-      buffer.push(item);
-      continue;
-    }
-    const j = randomInt(random, size);
-    const out = buffer[j] as Document;
-    buffer[j] = item;
-    yield out;
-  }
-  shuffleInPlace(buffer, random);
-  yield* buffer;
+  return bufferedShuffle(source, size, random, (item) => {
+    const passes = passing || item.more === true;
+    passing = item.more === true;
+    return passes;
+  });
 }
 
 /** `readDocuments` as an Observable that pulls a document only when the stages downstream have room. */
