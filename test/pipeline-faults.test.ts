@@ -15,7 +15,7 @@ import { describe, expect, it } from 'vitest';
 import { parseCliArgs } from '../src/pipeline/cli-args.js';
 import { main } from '../src/pipeline/cli.js';
 import { runPipeline } from '../src/pipeline/runner.js';
-import { testIo } from './runner-io.js';
+import { emitWhenHandled, testIo } from './runner-io.js';
 
 const SLOW = 'test/pipelines/slow-count.ts';
 const BAD = 'test/pipelines/bad-input.ts';
@@ -47,13 +47,7 @@ describe('signals', () => {
       parseCliArgs([SLOW, '--count', '200', '--delay_ms', '3', '--out', dir]),
       testIo(signals),
     );
-    // Signal once the runner's handler is installed (a fixed delay can come before it on a busy machine).
-    const started = Date.now();
-    while (signals.listenerCount('SIGTERM') === 0 && Date.now() - started < 30_000) {
-      await new Promise((resolve) => setTimeout(resolve, 5));
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    signals.emit('SIGTERM');
+    await emitWhenHandled(signals, 'SIGTERM');
     const first = await running;
     expect(first?.status).toBe('interrupted');
     expect(first?.signal).toBe('SIGTERM');

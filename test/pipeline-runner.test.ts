@@ -5,6 +5,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseCliArgs } from '../src/pipeline/cli-args.js';
 import { runPipeline, type RunnerIo } from '../src/pipeline/runner.js';
+import { emitWhenHandled } from './runner-io.js';
 
 const PIPELINE = 'test/pipelines/slow-count.ts';
 
@@ -77,14 +78,7 @@ describe('runner', () => {
     const r = io(signals);
     const args = parseCliArgs([PIPELINE, '--count', '200', '--delay_ms', '3', '--out', dir]);
     const running = runPipeline(args, r);
-    // Ctrl-C once the run is under way: a fixed delay raced the runner's start-up (backend selection takes
-    // longer than 150 ms on a busy machine) and the signal then reached no handler.
-    const started = Date.now();
-    while (signals.listenerCount('SIGINT') === 0 && Date.now() - started < 30_000) {
-      await new Promise((resolve) => setTimeout(resolve, 5));
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    signals.emit('SIGINT');
+    await emitWhenHandled(signals, 'SIGINT');
     const first = await running;
     expect(first?.status).toBe('interrupted');
     expect(signals.listenerCount('SIGINT')).toBe(0);
