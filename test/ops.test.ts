@@ -206,6 +206,58 @@ describe('op layer: onnx and tfjs backends agree', () => {
     expect(Array.from(out.mask!.data)).toEqual([0, -Infinity, -Infinity, 0, 0, -Infinity, 0, 0, 0]);
   });
 
+  it('sliding-window causal mask, positions, sigmoid, cos, sin, tile', async () => {
+    const x = randomArray([1, 5, 3], 22, 4);
+    const out = await agree(
+      (o, i) => ({
+        window: o.causalMask(i.x!, 1, 2),
+        positions: o.positions(i.x!, 1),
+        sigmoid: o.sigmoid(i.x!),
+        cos: o.cos(i.x!),
+        sin: o.sin(i.x!),
+        tiled: o.tile(o.reshape(i.x!, [1, 5, 3, 1]), [1, 1, 1, 2]),
+      }),
+      { x },
+      1e-5,
+    );
+    const I = -Infinity;
+    // Query i sees keys i - 1 and i only.
+    expect(Array.from(out.window!.data)).toEqual([
+      0,
+      I,
+      I,
+      I,
+      I,
+      0,
+      0,
+      I,
+      I,
+      I,
+      I,
+      0,
+      0,
+      I,
+      I,
+      I,
+      I,
+      0,
+      0,
+      I,
+      I,
+      I,
+      I,
+      0,
+      0,
+    ]);
+    expect(Array.from(out.positions!.data)).toEqual([0, 1, 2, 3, 4]);
+    const X = x.data as Float32Array;
+    expect(out.sigmoid!.data[4]).toBeCloseTo(1 / (1 + Math.exp(-X[4]!)), 6);
+    expect(out.cos!.data[7]).toBeCloseTo(Math.cos(X[7]!), 6);
+    expect(out.sin!.data[7]).toBeCloseTo(Math.sin(X[7]!), 6);
+    expect(out.tiled!.shape).toEqual([1, 5, 3, 2]);
+    expect(out.tiled!.data[2 * 3 * 2 + 1 * 2 + 1]).toBe(X[2 * 3 + 1]);
+  });
+
   it('constants are named once and usable together', async () => {
     const data = Float32Array.from([1, 2, 3]);
     const out = await agree(

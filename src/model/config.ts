@@ -5,7 +5,7 @@
  */
 import { UserError } from '../pipeline/errors.js';
 
-export const ACTIVATION_FUNCTIONS = ['gelu_new', 'gelu', 'relu'] as const;
+export const ACTIVATION_FUNCTIONS = ['gelu_new', 'gelu', 'relu', 'silu'] as const;
 /** The MLP nonlinearity; `gelu_new` is the tanh approximation (HF's gelu_new and gelu_pytorch_tanh). */
 export type ActivationFunction = (typeof ACTIVATION_FUNCTIONS)[number];
 

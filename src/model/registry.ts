@@ -8,12 +8,21 @@ import { UserError } from '../pipeline/errors.js';
 import type { ModelConfig } from './config.js';
 import { Model } from './family.js';
 import type { ModelFamily } from './family.js';
+import { gemma2Family, gemmaFamily } from './families/gemma.js';
 import { gpt2Family } from './families/gpt2.js';
+import { llamaFamily, mistralFamily, qwen2Family } from './families/llama.js';
 import { parseWeightProcessing } from './process-weights.js';
 import type { WeightProcessing } from './process-weights.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- each family has its own weights type
-const FAMILIES: readonly ModelFamily<any>[] = [gpt2Family];
+const FAMILIES: readonly ModelFamily<any>[] = [
+  gpt2Family,
+  llamaFamily,
+  mistralFamily,
+  qwen2Family,
+  gemmaFamily,
+  gemma2Family,
+];
 
 /** The family registered under `name` (`ModelConfig.family`). */
 export function familyByName(name: string): ModelFamily<unknown> {

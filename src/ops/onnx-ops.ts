@@ -211,13 +211,24 @@ export class OnnxOps implements Ops<string> {
       epsilon: { kind: 'float', value: eps },
     });
 
-  causalMask(like: string, likeAxis: number): string {
-    const shape = this.op('Shape', [like]);
-    const n = this.op('Slice', [shape, this.i64([likeAxis]), this.i64([likeAxis + 1])]);
+  private sizeOf(like: string, axis: number): string {
+    return this.op('Slice', [
+      this.op('Shape', [like]),
+      this.i64([axis]),
+      this.i64([axis === -1 ? 2 ** 62 : axis + 1]),
+    ]);
+  }
+
+  causalMask(like: string, likeAxis: number, window?: number): string {
+    const n = this.sizeOf(like, likeAxis);
     const square = this.op('Concat', [n, n], { axis: int(0) });
     const full = this.op('ConstantOfShape', [square], { value: floatTensor('neg_inf', -Infinity) });
     // Trilu with upper=1 and k=1 keeps what lies strictly above the diagonal, zeroing the rest.
-    return this.op('Trilu', [full, this.b.int64('c.one_scalar', [1], true)], { upper: int(1) });
+    const future = this.op('Trilu', [full, this.b.int64('c.one_scalar', [1], true)], { upper: int(1) });
+    if (window === undefined) return future;
+    // upper=0, k=-window keeps key <= query - window: the keys that slid out of the window.
+    const k = this.b.int64(`c.i64_scalar_${-window}`, [-window], true);
+    return this.op('Add', [future, this.op('Trilu', [full, k], { upper: int(0) })]);
   }
 
   // ---- appended for the model families
@@ -239,6 +250,20 @@ export class OnnxOps implements Ops<string> {
   }
 
   reshapeLike = (a: string, like: string): string => this.op('Reshape', [a, this.op('Shape', [like])]);
+  sigmoid = (a: string): string => this.op('Sigmoid', [a]);
+  cos = (a: string): string => this.op('Cos', [a]);
+  sin = (a: string): string => this.op('Sin', [a]);
+  tile = (a: string, reps: readonly number[]): string => this.op('Tile', [a, this.i64(reps)]);
+
+  positions(like: string, likeAxis: number): string {
+    const n = this.op('Squeeze', [this.sizeOf(like, likeAxis), this.i64([0])]);
+    const range = this.op('Range', [
+      this.b.int64('c.i64_scalar_0', [0], true),
+      n,
+      this.b.int64('c.one_scalar', [1], true),
+    ]);
+    return this.toFloat(range);
+  }
 
   scope<R>(name: string, fn: () => R): R {
     const saved = this.prefix;

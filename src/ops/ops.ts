@@ -105,8 +105,12 @@ export interface Ops<T> {
   // ---- fused layers (one kernel where the backend has one)
   /** Layer norm over the last axis with weight and bias. */
   layerNorm(x: T, weight: T, bias: T, eps: number): T;
-  /** [n, n] additive causal mask for the last axis of `like` (n = like.shape[-1]): 0 on and below the diagonal, -inf above. */
-  causalMask(like: T, likeAxis: number): T;
+  /**
+   * [n, n] additive causal mask for axis `likeAxis` of `like` (n = like.shape[likeAxis]): 0 on and below the
+   * diagonal, -inf above. With `window`, also -inf where the query is `window` or more positions after the
+   * key (sliding-window attention: each query sees itself and the window - 1 keys before it).
+   */
+  causalMask(like: T, likeAxis: number, window?: number): T;
 
   /** Runs `fn` with node names prefixed by `name` (graph readability; eager backends just call it). */
   scope<R>(name: string, fn: () => R): R;
@@ -119,4 +123,11 @@ export interface Ops<T> {
   linear(x: T, w: T, opts?: { bias?: T; transB?: boolean }): T;
   /** `a` reshaped to the shape of `like` (same number of elements). */
   reshapeLike(a: T, like: T): T;
+  sigmoid(a: T): T;
+  cos(a: T): T;
+  sin(a: T): T;
+  /** `a` repeated `reps[i]` times along axis i (reps has a's rank). */
+  tile(a: T, reps: readonly number[]): T;
+  /** The positions 0, 1, ..., n - 1 as float32 [n], n = like.shape[likeAxis]. */
+  positions(like: T, likeAxis: number): T;
 }

@@ -164,10 +164,13 @@ export class TfjsOps implements Ops<Tensor> {
     return tf.add(tf.mul(tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, eps))), weight), bias);
   }
 
-  causalMask(like: Tensor, likeAxis: number): Tensor {
+  causalMask(like: Tensor, likeAxis: number, window?: number): Tensor {
     const n = like.shape[likeAxis < 0 ? like.rank + likeAxis : likeAxis]!;
     const data = new Float32Array(n * n);
-    for (let i = 0; i < n; i++) for (let j = i + 1; j < n; j++) data[i * n + j] = -Infinity;
+    for (let i = 0; i < n; i++) {
+      for (let j = 0; j < n; j++)
+        if (j > i || (window !== undefined && i - j >= window)) data[i * n + j] = -Infinity;
+    }
     return tf.tensor2d(data, [n, n]);
   }
 
@@ -199,6 +202,14 @@ export class TfjsOps implements Ops<Tensor> {
   }
 
   reshapeLike = (a: Tensor, like: Tensor): Tensor => tf.reshape(a, like.shape);
+  sigmoid = (a: Tensor): Tensor => tf.sigmoid(a);
+  cos = (a: Tensor): Tensor => tf.cos(a);
+  sin = (a: Tensor): Tensor => tf.sin(a);
+  tile = (a: Tensor, reps: readonly number[]): Tensor => tf.tile(a, [...reps]);
+
+  positions(like: Tensor, likeAxis: number): Tensor {
+    return tf.range(0, like.shape[likeAxis < 0 ? like.rank + likeAxis : likeAxis]!, 1, 'float32');
+  }
 
   scope<R>(_name: string, fn: () => R): R {
     return fn();

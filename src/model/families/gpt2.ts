@@ -341,7 +341,10 @@ export const gpt2Family: ModelFamily<Gpt2Weights> = {
     if (k === undefined) return undefined;
     const v = hook(`${p}attn.hook_v`, o.reshape(vFlat!, heads));
     if (v === undefined) return undefined;
-    const z = hook(`${p}attn.hook_z`, causalAttention(o, q, k, v, state.mask!, 1 / Math.sqrt(c.dHead)));
+    const z = hook(
+      `${p}attn.hook_z`,
+      causalAttention(o, q, k, v, state.mask!, { scale: 1 / Math.sqrt(c.dHead) }),
+    );
     if (z === undefined) return undefined;
     const attnOut = hook(`${p}hook_attn_out`, linear(o, `${p}attn.out`, b.attnOut, o.reshape(z, [0, 0, d])));
     if (attnOut === undefined) return undefined;
