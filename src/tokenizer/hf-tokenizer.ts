@@ -2,7 +2,7 @@
  * A Hugging Face `tokenizer.json` run by @huggingface/tokenizers, the pure-JavaScript implementation that
  * transformers.js uses (docs/tokenizers.md says why this one).
  */
-import { Tokenizer as HfLibraryTokenizer } from '@huggingface/tokenizers';
+import type { Tokenizer as HfLibraryTokenizer } from '@huggingface/tokenizers';
 import type { Tokenizer } from './tokenizer.js';
 
 export interface HfTokenizerSpec {

@@ -55,7 +55,7 @@ function preTokenizerSplitsAtCuts(p: Json): boolean {
 /** Text with every kind of neighbourhood a cut can have, for the regex splits the structure cannot prove. */
 const PROBE =
   "It's 42 o'clock, they'LL say: 12345 678 ab9 9ab, café naïve ÉTÉ über 東京 x\tY z\n" +
-  'Don\'t 3.14 e.g. A1 B2 "quoted words" (parens) [x] {y} — dash – done. 😀 x 1000000 tokens y';
+  'It ended.\nThen x,\ny.\r\nz \'s Don\'t 3.14 e.g. A1 B2 "quoted words" (parens) [x] {y} — dash – done. 😀 x 1000000 tokens y';
 
 function cutEverywhere(text: string): string[] {
   const pieces: string[] = [];
