@@ -5,6 +5,7 @@ import path from 'node:path';
 import { from, lastValueFrom, toArray } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import { UserError } from '../src/pipeline/errors.js';
+import { validateManifest } from '../src/stages/cache/manifest.js';
 import { loadCorpus, packTokens, tokenize, type Document } from '../src/stages/text/index.js';
 import { textPieces } from '../src/stages/text/sources/text-pieces.js';
 import { gpt2Tokenizer, loadTokenizer, type Tokenizer } from '../src/tokenizer/index.js';
@@ -354,5 +355,43 @@ describe('packing with tokenizers that lack BOS', () => {
     const t = await loadTokenizer(modelDir('gpt_neox'));
     const [batch] = [...packTokens([[5, 6, 7, 8]], { contextSize: 3, batchSize: 1, tokenizer: t })];
     expect(Array.from(batch!.tokens)).toEqual([0, 5, 6]);
+  });
+});
+
+describe('cache manifests record the special ids', () => {
+  const manifest = {
+    format: 'saeflow-activation-cache',
+    format_version: 1,
+    saeflow_version: '0.1.0',
+    model: 'tiny-gpt2',
+    hooks: [{ name: 'blocks.0.hook_resid_pre', d: 4 }],
+    dtype: 'float32',
+    context_size: 8,
+    prepend_bos: true,
+    dataset: 'moby-dick',
+    tokenizer: 'gpt2',
+    compression: 'snappy',
+    rows_per_shard: 16,
+    rows_per_row_group: 16,
+    has_ids: true,
+    columns: [],
+    total_tokens: 0,
+    complete: true,
+    shards: [],
+  };
+
+  it('a manifest from before the field reads as null (GPT-2 is assumed), a list is kept', () => {
+    expect(validateManifest(manifest, 'm.json').special_token_ids).toBeNull();
+    expect(
+      validateManifest({ ...manifest, special_token_ids: [0, 1, 2] }, 'm.json').special_token_ids,
+    ).toEqual([0, 1, 2]);
+  });
+
+  it('anything else is a UserError naming the field', () => {
+    for (const bad of [[-1], ['a'], 3]) {
+      expect(() => validateManifest({ ...manifest, special_token_ids: bad }, 'm.json')).toThrow(
+        /m\.json: field special_token_ids must be a list of non-negative integers or null/,
+      );
+    }
   });
 });
