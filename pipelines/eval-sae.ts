@@ -13,6 +13,7 @@ import {
   SaeEvaluator,
   dashboardContexts,
   describeEvalModel,
+  modelSpecForSaes,
   findSaeFolders,
   loadEvalModel,
   loadEvalTargets,
@@ -43,7 +44,7 @@ export default definePipeline({
     ),
     model: opt.string(
       'auto',
-      'auto (gpt2 from the HF cache, else the embedded tiny-gpt2), tiny-gpt2, a directory, or a hub name',
+      'auto (the model the SAEs were trained on when their cfg.json records its folder, else gpt2 from the HF cache, else the embedded tiny-gpt2), tiny-gpt2, a directory, or a hub name',
     ),
     dataset: opt.string(
       'sotu',
@@ -103,12 +104,16 @@ export default definePipeline({
   },
   usesTensorflowJs: (cfg) => cfg.engine !== 'onnx',
   async build(cfg, ctx) {
-    const described = await describeEvalModel(cfg.model);
+    const locations = findSaeFolders(cfg.sae);
+    const modelSpec = modelSpecForSaes(cfg.model, locations);
+    const described = await describeEvalModel(modelSpec);
     const { config: modelConfig, source } = described;
-    ctx.log.info(`model: ${source.description}`);
+    ctx.log.info(
+      `model: ${source.description}${modelSpec === cfg.model ? '' : " (the SAEs' training model)"}`,
+    );
     const tokenizer = await loadTokenizer(source.dir);
     ctx.log.info(`tokenizer: ${tokenizer.description}`);
-    const targets = await loadEvalTargets(findSaeFolders(cfg.sae), {
+    const targets = await loadEvalTargets(locations, {
       config: modelConfig,
       name: source.name,
     });

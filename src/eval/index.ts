@@ -36,7 +36,7 @@ export { hasLogitEffect, logitEffects, tokenString, unembedInput } from './logit
 export type { TokenValue, UnembedWeights } from './logit-effects.js';
 export { dashboardContexts, saeEvaluation } from './eval-stages.js';
 export type { BatchDone } from './eval-stages.js';
-export { describeEvalModel, loadEvalModel } from './eval-model.js';
+export { describeEvalModel, loadEvalModel, modelSpecForSaes } from './eval-model.js';
 export type {
   BatchForwards,
   EvalEngine,

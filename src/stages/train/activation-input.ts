@@ -35,6 +35,8 @@ export interface ActivationInput {
   widths: Record<string, number>;
   /** Model name for SAE metadata (from the cache manifest when reading a cache). */
   modelName: string;
+  /** The model's folder when a model runs (recorded in SAE metadata so eval-sae finds the same model). */
+  modelDir: string | null;
   /** The model's tokenizer, or null when the activations come from a cache. */
   tokenizer: Tokenizer | null;
   /** What `exclude_special_tokens` leaves out: the tokenizer's special ids, or those the cache recorded. */
@@ -79,6 +81,7 @@ export async function openActivationInput(
       model: null,
       widths,
       modelName: info.manifest?.model ?? 'unknown',
+      modelDir: null,
       tokenizer: null,
       // Caches from before other tokenizers existed, and plain Parquet files, are taken to be GPT-2's.
       specialTokenIds: info.manifest?.special_token_ids ?? [GPT2_BOS_ID],
@@ -106,6 +109,7 @@ export async function openActivationInput(
     model,
     widths,
     modelName: resolved.name,
+    modelDir: resolved.dir,
     tokenizer,
     specialTokenIds: tokenizer.specialIds,
     prependBos: tokenizer.prependBos,

@@ -242,6 +242,8 @@ export async function prepareTraining(
         d_sae: dSae,
         metadata: {
           model_name: input.modelName,
+          // Not SAELens's: the folder the model was loaded from, so that eval-sae evaluates on the same model.
+          ...(input.modelDir === null ? {} : { saeflow_model_dir: input.modelDir }),
           hook_name: d.hook_name,
           context_size: cfg.context_size,
           prepend_bos: prependBos,
