@@ -19,7 +19,7 @@ export interface ResolvedModelSource {
   dir: string;
   /** How it was found, for the run log. */
   description: string;
-  /** A short name for manifests and SAE configs (`gpt2`, `tiny-gpt2`, or the directory's name). */
+  /** A short name for manifests and SAE configs (`gpt2`, `tiny-gpt2`, or the directory's path, relative to the working directory when inside it). */
   name: string;
 }
 
@@ -55,7 +55,11 @@ export async function resolveModelSource(
   }
   const local = path.resolve(cwd, spec);
   if (existsSync(local) && statSync(local).isDirectory()) {
-    return { dir: local, description: `local directory ${local}`, name: path.basename(local) };
+    // The path as the user would write it from here: a folder's own name is often just `model`.
+    const relative = path.relative(cwd, local);
+    const name =
+      relative !== '' && !relative.startsWith('..') && !path.isAbsolute(relative) ? relative : local;
+    return { dir: local, description: `local directory ${local}`, name };
   }
   const found = await resolveModelFolder(spec, { onProgress: downloadLogger(log) });
   return {
