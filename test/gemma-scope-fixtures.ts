@@ -90,32 +90,48 @@ export interface GemmaScopeWeights {
 }
 
 /**
- * A JumpReLU SAE over d_in: random unit encoder columns, the decoder their transpose (unit rows) times
- * `decoderScale`, zero biases and every threshold `threshold` (a higher threshold, a lower L0). With d_sae
- * twice d_in the unit directions roughly form a tight frame, so the reconstruction is a fair one.
+ * A JumpReLU SAE over d_in with d_sae = 2 d_in: the encoder's columns are a random orthonormal basis q_j and
+ * their negatives, the decoder's rows the same (unit norm, times `decoderScale`), biases zero, every threshold
+ * `threshold`. Feature j (or d_in + j) fires when the coordinate c_j = <x, q_j> is above the threshold (or
+ * below minus it), so the reconstruction is x with its coordinates under the threshold in magnitude dropped:
+ * a higher threshold gives a lower L0 and a worse reconstruction, and a decoder scaled away from 1 a worse
+ * one at the same L0.
  */
 export function randomGemmaScopeSae(options: {
   dIn?: number;
-  dSae: number;
   threshold: number;
   seed: number;
   decoderScale?: number;
 }): GemmaScopeWeights {
   const dIn = options.dIn ?? GEMMA2_WIDTH;
-  const { dSae, seed } = options;
-  const rng = new Mulberry32(seed);
+  const dSae = 2 * dIn;
+  const rng = new Mulberry32(options.seed);
   const normal = () => {
     const u = Math.max(rng.next(), 1e-12);
     return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * rng.next());
   };
+  // Gram-Schmidt on random normal vectors: an orthonormal basis, one vector per row of q.
+  const q: Float64Array[] = [];
+  while (q.length < dIn) {
+    const v = Float64Array.from({ length: dIn }, normal);
+    for (const u of q) {
+      let dot = 0;
+      for (let d = 0; d < dIn; d++) dot += v[d]! * u[d]!;
+      for (let d = 0; d < dIn; d++) v[d]! -= dot * u[d]!;
+    }
+    const norm = Math.hypot(...v);
+    if (norm < 1e-6) continue;
+    q.push(v.map((x) => x / norm));
+  }
+  const scale = options.decoderScale ?? 1;
   const W_enc = new Float32Array(dIn * dSae);
   const W_dec = new Float32Array(dSae * dIn);
-  for (let f = 0; f < dSae; f++) {
-    const v = Float64Array.from({ length: dIn }, normal);
-    const norm = Math.hypot(...v);
+  for (let j = 0; j < dIn; j++) {
     for (let d = 0; d < dIn; d++) {
-      W_enc[d * dSae + f] = v[d]! / norm;
-      W_dec[f * dIn + d] = (v[d]! / norm) * (options.decoderScale ?? 1);
+      W_enc[d * dSae + j] = q[j]![d]!;
+      W_enc[d * dSae + dIn + j] = -q[j]![d]!;
+      W_dec[j * dIn + d] = q[j]![d]! * scale;
+      W_dec[(dIn + j) * dIn + d] = -q[j]![d]! * scale;
     }
   }
   return {
@@ -127,6 +143,17 @@ export function randomGemmaScopeSae(options: {
     dIn,
     dSae,
   };
+}
+
+/** Norms of the decoder's rows, as float64 from the float32 weights. */
+export function decoderRowNorms(w: GemmaScopeWeights): Float64Array {
+  const out = new Float64Array(w.dSae);
+  for (let f = 0; f < w.dSae; f++) {
+    let sq = 0;
+    for (let d = 0; d < w.dIn; d++) sq += w.W_dec[f * w.dIn + d]! ** 2;
+    out[f] = Math.sqrt(sq);
+  }
+  return out;
 }
 
 /** Writes the SAE as `<dir>/params.npz` (or `params.safetensors`); returns the file. */
