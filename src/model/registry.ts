@@ -10,6 +10,7 @@ import { Model } from './family.js';
 import type { ModelFamily } from './family.js';
 import { gemma2Family, gemmaFamily } from './families/gemma.js';
 import { gpt2Family } from './families/gpt2.js';
+import { gptNeoxFamily } from './families/gpt-neox.js';
 import { llamaFamily, mistralFamily, qwen2Family } from './families/llama.js';
 import { parseWeightProcessing } from './process-weights.js';
 import type { WeightProcessing } from './process-weights.js';
@@ -22,6 +23,7 @@ const FAMILIES: readonly ModelFamily<any>[] = [
   qwen2Family,
   gemmaFamily,
   gemma2Family,
+  gptNeoxFamily,
 ];
 
 /** The family registered under `name` (`ModelConfig.family`). */

@@ -35,21 +35,24 @@ function num(obj: Json, key: string, where: string, dflt?: number): number {
 }
 
 /**
- * Reads the rope settings of config.json. `defaultTheta` is the family's default base; `partialKeys` names
- * the family's 4.x spelling of the rotary fraction (GPT-NeoX: `rotary_pct`), absent for full rotary.
+ * Reads the rope settings of config.json. `defaultTheta` is the family's default base, `thetaKey` and
+ * `partialKey` the family's 4.x spellings of the base and of the rotary fraction (GPT-NeoX:
+ * `rotary_emb_base`, `rotary_pct`), `defaultFraction` the fraction when config.json names none.
  */
 export function parseRope(
   json: Json,
   file: string,
   headDim: number,
-  opts: { defaultTheta: number; thetaKey?: string; partialKey?: string } = { defaultTheta: 10000 },
+  opts: { defaultTheta: number; thetaKey?: string; partialKey?: string; defaultFraction?: number } = {
+    defaultTheta: 10000,
+  },
 ): RopeConfig {
   const params = json.rope_parameters;
   const legacy = json.rope_scaling;
   let scaling: Json | null = null;
   let where = file;
   let theta: number;
-  let fraction = 1;
+  let fraction = opts.defaultFraction ?? 1;
   if (params !== undefined && params !== null) {
     if (typeof params !== 'object' || Array.isArray(params)) {
       throw new UserError(`${file}: field "rope_parameters" must be an object`);

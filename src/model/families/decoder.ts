@@ -32,6 +32,8 @@ import type { RotaryAngles } from '../layers.js';
 import type { WeightProcessing } from '../process-weights.js';
 import { inverseFrequencies, parseRope } from '../rope.js';
 import type { RopeConfig } from '../rope.js';
+import { concatArrays, linear, transposeConcat } from '../linear.js';
+import type { Linear } from '../linear.js';
 
 /** TransformerLens's hook points of the rotary decoders, in execution order. */
 export const DECODER_HOOKS: HookLayout = {
@@ -83,14 +85,6 @@ export interface DecoderVariant {
 /** The decoder variant of a parsed config (kept in `ModelConfig.extra.decoder` as JSON). */
 export function decoderVariant(c: ModelConfig): DecoderVariant {
   return JSON.parse(String(c.extra.decoder)) as DecoderVariant;
-}
-
-interface Linear {
-  /** [in, out] row-major (transposed from torch's [out, in] at load). */
-  weight: Float32Array;
-  inDim: number;
-  outDim: number;
-  bias?: Float32Array;
 }
 
 export interface DecoderBlockWeights {
@@ -243,36 +237,6 @@ export function flag(j: Record<string, unknown>, key: string, file: string, dflt
   return v;
 }
 
-/** Copies torch [out, in] matrices side by side into one [in, Σ out] row-major matrix. */
-function transposeConcat(
-  parts: readonly Float32Array[],
-  outs: readonly number[],
-  inDim: number,
-): Float32Array {
-  const width = outs.reduce((a, b) => a + b, 0);
-  const dst = new Float32Array(inDim * width);
-  let col = 0;
-  parts.forEach((src, p) => {
-    const out = outs[p]!;
-    for (let o = 0; o < out; o++) {
-      const row = o * inDim;
-      for (let i = 0; i < inDim; i++) dst[i * width + col + o] = src[row + i]!;
-    }
-    col += out;
-  });
-  return dst;
-}
-
-function concat(parts: readonly Float32Array[]): Float32Array {
-  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
-
 function normScale(w: Float32Array, offset: boolean): Float32Array {
   // Gemma's (1 + w) is a float32 sum in transformers too.
   return offset ? w.map((v) => 1 + v) : w;
@@ -354,7 +318,11 @@ export async function loadDecoderWeights(
         inDim: d,
         outDim: q + 2 * kv,
         bias: v.qkvBias
-          ? concat([get('self_attn.q_proj.bias'), get('self_attn.k_proj.bias'), get('self_attn.v_proj.bias')])
+          ? concatArrays([
+              get('self_attn.q_proj.bias'),
+              get('self_attn.k_proj.bias'),
+              get('self_attn.v_proj.bias'),
+            ])
           : undefined,
       },
       o: {
@@ -373,7 +341,7 @@ export async function loadDecoderWeights(
         ),
         inDim: d,
         outDim: 2 * c.dMlp,
-        bias: v.mlpBias ? concat([get('mlp.gate_proj.bias'), get('mlp.up_proj.bias')]) : undefined,
+        bias: v.mlpBias ? concatArrays([get('mlp.gate_proj.bias'), get('mlp.up_proj.bias')]) : undefined,
       },
       down: {
         weight: transposeConcat([get('mlp.down_proj.weight')], [d], c.dMlp),
@@ -386,12 +354,6 @@ export async function loadDecoderWeights(
   }
   const lnFinal = normScale(await one(`${prefix}norm.weight`, [d]), v.normOffset);
   return { embed, unembed, blocks, lnFinal, invFreq: inverseFrequencies(v.rope) };
-}
-
-function linear<T>(o: Ops<T>, key: string, w: Linear, x: T): T {
-  return o.linear(x, o.constant(`${key}.W`, [w.inDim, w.outDim], w.weight), {
-    bias: w.bias && o.constant(`${key}.b`, [w.outDim], w.bias),
-  });
 }
 
 function scaled<T>(o: Ops<T>, key: string, normalized: T, scale: Float32Array): T {

@@ -2,7 +2,7 @@ import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ProgressCallback } from '../../hub/download.js';
-import { resolveModel } from '../../hub/models.js';
+import { resolveModelFolder } from '../../hub/model-folder.js';
 
 /** The model that ships with saeflow (see models/tiny-gpt2/README.md): used when no network is needed. */
 export const EMBEDDED_MODEL_NAME = 'tiny-gpt2';
@@ -25,7 +25,8 @@ export interface ResolvedModelSource {
 
 /**
  * A `model` option: `auto`, the embedded model's name, a local Hugging Face directory, or a hub name/alias
- * (`gpt2`, `openai-community/gpt2`), looked up in the Hugging Face cache and downloaded when allowed.
+ * (`gpt2`, `openai-community/gpt2`, `google/gemma-2-2b`), looked up in the Hugging Face cache and downloaded
+ * (config.json, single or sharded safetensors, tokenizer files) when allowed.
  */
 export async function resolveModelSource(
   spec: string,
@@ -35,10 +36,7 @@ export async function resolveModelSource(
   if (spec === 'auto') {
     // GPT-2 small when the Hugging Face cache already has it; otherwise the embedded model, offline.
     try {
-      const found = await resolveModel('gpt2', {
-        files: ['config.json', 'model.safetensors'],
-        allowDownload: false,
-      });
+      const found = await resolveModelFolder('gpt2', { allowDownload: false });
       return { dir: found.dir, description: `gpt2 from the Hugging Face cache (${found.dir})`, name: 'gpt2' };
     } catch {
       return {
@@ -59,10 +57,7 @@ export async function resolveModelSource(
   if (existsSync(local) && statSync(local).isDirectory()) {
     return { dir: local, description: `local directory ${local}`, name: path.basename(local) };
   }
-  const found = await resolveModel(spec, {
-    files: ['config.json', 'model.safetensors'],
-    onProgress: downloadLogger(log),
-  });
+  const found = await resolveModelFolder(spec, { onProgress: downloadLogger(log) });
   return {
     dir: found.dir,
     description: `${found.repoId ?? spec} from the Hugging Face ${found.source === 'download' ? 'hub' : 'cache'} (${found.dir})`,
