@@ -25,7 +25,6 @@ import {
   writeReportData,
 } from '../src/eval/index.js';
 import type { EvalSettings, EvalTarget, SaeEvalResult, SaeLocation } from '../src/eval/index.js';
-import { resolveCheckpointSource } from '../src/eval/checkpoint-source.js';
 import { buildScopeReport, scopeSaeRecord, writeScopeReport } from '../src/eval/gemma-scope-report.js';
 import type { ScopeSaeRecord } from '../src/eval/gemma-scope-report.js';
 import {
@@ -40,6 +39,7 @@ import { loadModel, readModelConfig } from '../src/model/index.js';
 import type { ModelRunner } from '../src/model/index.js';
 import { definePipeline, opt, trackProgress, UserError } from '../src/pipeline/index.js';
 import { renderReport, REPORT_HTML } from '../src/report/index.js';
+import { resolveModelSource } from '../src/stages/model/index.js';
 import {
   gemmaScopeGroup,
   gemmaScopeRelease,
@@ -145,11 +145,7 @@ export default definePipeline({
   usesTensorflowJs: (cfg) => cfg.engine !== 'onnx',
   async build(cfg, ctx) {
     const release = gemmaScopeRelease(cfg.release);
-    const source = await resolveCheckpointSource(cfg.model, {
-      onProgress: ({ repoId, file, downloadedBytes, totalBytes }) => {
-        if (totalBytes && downloadedBytes === totalBytes) ctx.log.info(`downloaded ${repoId}/${file}`);
-      },
-    });
+    const source = await resolveModelSource(cfg.model, process.cwd(), (m) => ctx.log.info(m));
     const config = await readModelConfig(source.dir);
     ctx.log.info(`model: ${source.description} (${config.family}, ${config.nLayers} layers)`);
     const special = specialIds(source.dir);
