@@ -34,7 +34,7 @@ export interface ScopeSaeRecord {
   hook_name_out?: string;
   d_in: number;
   d_sae: number;
-  /** The weights file evaluated. */
+  /** The weights file evaluated (in the Hugging Face cache for a release's SAE). */
   source: string;
   eval_file: string;
   metrics: {
@@ -80,7 +80,7 @@ export function scopeSaeRecord(
     ...(target.transcoder ? { hook_name_out: target.hookOut.name } : {}),
     d_in: target.config.d_in,
     d_sae: target.config.d_sae,
-    source: target.path,
+    source: target.source,
     eval_file: evalFile,
     metrics: {
       l0: finite(m.l0),

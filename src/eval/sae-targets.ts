@@ -43,6 +43,8 @@ export interface EvalTarget extends SaeLocation {
   decoder: HostTensor;
   /** Every weight on the host, as saved (the onnx engine builds the SAE into its graph from them). */
   tensors: Readonly<Record<string, HostTensor>>;
+  /** The file or folder the weights were read from (for a release or hub SAE, inside the HF cache). */
+  source: string;
 }
 
 const isDir = (p: string): boolean => existsSync(p) && statSync(p).isDirectory();
@@ -190,6 +192,7 @@ export async function loadEvalTarget(
     weightStats: weightStatistics(folder.tensors),
     decoder: folder.tensors.W_dec!,
     tensors: folder.tensors,
+    source: folder.source,
   };
 }
 
