@@ -43,6 +43,7 @@ import { resolveModelSource } from '../src/stages/model/index.js';
 import {
   gemmaScopeGroup,
   gemmaScopeRelease,
+  gemmaScopeReleaseNames,
   listGemmaScopeFolder,
   releaseCandidates,
   saelensCanonical,
@@ -72,6 +73,12 @@ function specialIds(modelDir: string): { bos: number | null; all: number[] } {
     all: [...new Set([...ids(json.bos_token_id), ...ids(json.eos_token_id), ...ids(json.pad_token_id)])],
   };
 }
+
+/** The embedded corpora (text). */
+const EMBEDDED_CORPORA = ['moby-dick', 'sotu'];
+
+const tokenizerMessage = (dataset: string, family: string) =>
+  `--dataset ${dataset}: holds text, which saeflow tokenizes with GPT-2's BPE only; the ${family} model needs its own tokenizer (not yet supported): pass pre-tokenized data (JSONL with a "tokens" list, or Parquet with a token-list column)`;
 
 export default definePipeline({
   name: 'eval-gemma-scope',
@@ -148,6 +155,10 @@ export default definePipeline({
     const source = await resolveModelSource(cfg.model, process.cwd(), (m) => ctx.log.info(m));
     const config = await readModelConfig(source.dir);
     ctx.log.info(`model: ${source.description} (${config.family}, ${config.nLayers} layers)`);
+    const textNeedsTokenizer = config.family !== 'gpt2';
+    if (textNeedsTokenizer && EMBEDDED_CORPORA.includes(cfg.dataset)) {
+      throw new UserError(tokenizerMessage(cfg.dataset, config.family));
+    }
     const special = specialIds(source.dir);
 
     // The candidates: a local copy of the release, or the release's SAEs (SAELens's list and the cache's).
@@ -156,6 +167,15 @@ export default definePipeline({
     const folder = cfg.folder === null || cfg.folder === '' ? null : path.resolve(cfg.folder);
     if (folder !== null) {
       if (!existsSync(folder)) throw new UserError(`--folder ${cfg.folder}: ${folder} does not exist`);
+      // The release says which hooks the SAEs read: a copy whose path names another release is a mistake.
+      const named = /gemma-scope-(?:2b|9b|27b)-(?:pt|it)-(?:res|mlp|att|transcoders)(?![a-z-])/.exec(
+        folder,
+      )?.[0];
+      if (named !== undefined && named !== release.name && gemmaScopeReleaseNames().includes(named)) {
+        throw new UserError(
+          `--folder ${cfg.folder} looks like a copy of ${named}, but --release is ${release.name} (which decides the SAEs' hooks); pass --release ${named}`,
+        );
+      }
       ids = listGemmaScopeFolder(folder);
       if (ids.length === 0) {
         throw new UserError(
@@ -249,14 +269,11 @@ export default definePipeline({
     const windows = Math.ceil(cfg.n_eval_tokens / contextSize);
     const skipWindows = Math.ceil(cfg.skip_tokens / contextSize);
     ctx.progress.setTotal(layerList.length * windows * contextSize);
-    const textNeedsTokenizer = config.family !== 'gpt2';
     const tokenBatches = () =>
       documentSource(cfg.dataset, {}, ctx.flow).pipe(
         map((doc: Document) => {
           if (textNeedsTokenizer && !isTokenDocument(doc)) {
-            throw new UserError(
-              `--dataset ${cfg.dataset}: holds text, which saeflow tokenizes with GPT-2's BPE only; the ${config.family} model needs its own tokenizer (not yet supported): pass pre-tokenized data (JSONL with a "tokens" list, or Parquet with a token-list column)`,
-            );
+            throw new UserError(tokenizerMessage(cfg.dataset, config.family));
           }
           return doc;
         }),

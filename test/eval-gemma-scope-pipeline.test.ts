@@ -11,6 +11,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseCliArgs } from '../src/pipeline/cli-args.js';
+import { UserError } from '../src/pipeline/errors.js';
 import { runPipeline, type RunnerIo } from '../src/pipeline/runner.js';
 import { validateReportData } from '../src/report/index.js';
 import { Mulberry32 } from '../src/util/random.js';
@@ -235,6 +236,20 @@ describe('pipelines/eval-gemma-scope.ts', () => {
     const result = readJson(path.join(out, 'result.json'));
     expect(result.non_unit_decoders).toEqual([TWIN]);
     expect(result.tokens).toBe(TOKENS);
+  });
+
+  it('refuses text for a non-GPT-2 model, layers the model lacks and a copy of another release, naming them', async () => {
+    const run = (extra: string[]) => runPipeline(args(path.join(tempDir('gs-bad'), 'run'), extra), io());
+    const sotu = args(path.join(tempDir('gs-bad'), 'run'), ['--folder', copy]);
+    sotu.overrides = sotu.overrides.map(([k, v]) => (k === 'dataset' ? [k, 'sotu'] : [k, v]));
+    await expect(runPipeline(sotu, io())).rejects.toThrow(/--dataset sotu: holds text.*pre-tokenized/);
+    await expect(run(['--folder', copy, '--layers', '1,2'])).rejects.toThrow(
+      /--layers 2: the model has layers 0\.\.1/,
+    );
+    await expect(run(['--folder', copy, '--widths', '65k'])).rejects.toThrow(UserError);
+    const other = path.join(tempDir('gs-bad'), 'gemma-scope-2b-pt-transcoders');
+    await writeGemmaScopeSae(path.join(other, 'layer_0', 'width_16k', 'average_l0_9'), written[0]!.weights);
+    await expect(run(['--folder', other])).rejects.toThrow(/pass --release gemma-scope-2b-pt-transcoders/);
   });
 
   describe('a release by name from the Hugging Face cache, offline', () => {
