@@ -1,4 +1,4 @@
-// Runs a GPT-2-architecture model over a dataset and writes the activations at the requested hooks to a
+// Runs a model over a dataset and writes the activations at the requested hooks to a
 // Parquet activation cache (manifest.json + shard-NNNNN.parquet) in the run directory.
 import { map, reduce } from 'rxjs';
 import { WEIGHT_PROCESSINGS } from '../src/model/index.js';
@@ -16,6 +16,7 @@ import {
   resolveModelSource,
 } from '../src/stages/model/index.js';
 import { documentSource, pack, tokenize, windowRange } from '../src/stages/text/index.js';
+import { loadTokenizer } from '../src/tokenizer/index.js';
 
 export default definePipeline({
   name: 'cache-activations',
@@ -46,7 +47,13 @@ export default definePipeline({
       'none',
       'weight processing (center_writing_weights as TransformerLens)',
     ),
-    prepend_bos: opt.boolean(true, 'start every window with BOS (SAELens prepend_bos)'),
+    prepend_bos: opt.nullable(
+      opt.boolean(
+        true,
+        "start every window with BOS (SAELens prepend_bos; default: TransformerLens's default for the model family)",
+      ),
+      null,
+    ),
     disable_concat_sequences: opt.boolean(false, 'never join documents inside one window'),
     shuffle: opt.boolean(false, 'shuffle documents (deterministic given seed)'),
     seed: opt.int(42, 'random seed of the document shuffle', { min: 0 }),
@@ -58,6 +65,9 @@ export default definePipeline({
   async build(cfg, ctx) {
     const source = await resolveModelSource(cfg.model);
     ctx.log.info(`model: ${source.description}`);
+    const tokenizer = await loadTokenizer(source.dir);
+    ctx.log.info(`tokenizer: ${tokenizer.description}`);
+    const prependBos = cfg.prepend_bos ?? tokenizer.prependBos;
     const model = await loadActivationEngine(source.dir, {
       engine: cfg.engine,
       processing: cfg.processing,
@@ -80,11 +90,12 @@ export default definePipeline({
     ctx.progress.advance({ tokens: resume.completeRows });
 
     return documentSource(cfg.dataset, { shuffle: cfg.shuffle, seed: cfg.seed }, ctx.flow).pipe(
-      tokenize(),
+      tokenize(tokenizer),
       pack({
         contextSize: cfg.context_size,
         batchSize: cfg.batch_size,
-        prependBos: cfg.prepend_bos,
+        tokenizer,
+        prependBos,
         disableConcatSequences: cfg.disable_concat_sequences,
       }),
       windowRange({ take: maxWindows }),
@@ -102,9 +113,10 @@ export default definePipeline({
         provenance: {
           model: source.name,
           contextSize: cfg.context_size,
-          prependBos: cfg.prepend_bos,
+          prependBos,
           dataset: cfg.dataset,
-          tokenizer: 'gpt2',
+          tokenizer: tokenizer.identity,
+          specialTokenIds: tokenizer.specialIds,
         },
       }),
       reduce((acc, shard) => ({ shards: shard.shard + 1, tokens: shard.totalRows }), {

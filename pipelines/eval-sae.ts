@@ -29,7 +29,8 @@ import { evalProcessing } from '../src/eval/model-processing.js';
 import { WEIGHT_PROCESSINGS } from '../src/model/index.js';
 import { definePipeline, opt, trackProgress, UserError } from '../src/pipeline/index.js';
 import { renderReport, REPORT_HTML } from '../src/report/index.js';
-import { documentSource, GPT2_BOS_ID, pack, tokenize, windowRange } from '../src/stages/text/index.js';
+import { documentSource, pack, tokenize, windowRange } from '../src/stages/text/index.js';
+import { loadTokenizer } from '../src/tokenizer/index.js';
 
 export default definePipeline({
   name: 'eval-sae',
@@ -63,7 +64,10 @@ export default definePipeline({
       null,
     ),
     prepend_bos: opt.nullable(
-      opt.boolean(true, 'start every window with BOS (default: as the SAEs were trained, else true)'),
+      opt.boolean(
+        true,
+        "start every window with BOS (default: as the SAEs were trained, else TransformerLens's default for the model family)",
+      ),
       null,
     ),
     disable_concat_sequences: opt.boolean(false, 'never join documents inside one window'),
@@ -72,7 +76,10 @@ export default definePipeline({
       min: 0,
     }),
     batch_size: opt.int(4, 'context windows per model forward', { min: 1 }),
-    exclude_special_tokens: opt.boolean(true, 'leave <|endoftext|> (BOS/EOS) positions out of every metric'),
+    exclude_special_tokens: opt.boolean(
+      true,
+      "leave the tokenizer's special tokens (BOS/EOS/pad, GPT-2's <|endoftext|>) out of every metric",
+    ),
     compute_kl: opt.boolean(
       true,
       'KL divergence metrics (with tfjs they need full logits on the host: roughly doubles the time)',
@@ -99,6 +106,8 @@ export default definePipeline({
     const described = await describeEvalModel(cfg.model);
     const { config: modelConfig, source } = described;
     ctx.log.info(`model: ${source.description}`);
+    const tokenizer = await loadTokenizer(source.dir);
+    ctx.log.info(`tokenizer: ${tokenizer.description}`);
     const targets = await loadEvalTargets(findSaeFolders(cfg.sae), {
       config: modelConfig,
       name: source.name,
@@ -122,8 +131,9 @@ export default definePipeline({
         { contextSize: cfg.context_size, prependBos: cfg.prepend_bos },
         targets,
         modelConfig,
+        tokenizer.prependBos,
       );
-      const excluded = cfg.exclude_special_tokens ? [GPT2_BOS_ID] : [];
+      const excluded = cfg.exclude_special_tokens ? [...tokenizer.specialIds] : [];
       const layers = new Set(targets.flatMap((t) => (t.hookOut.layer === null ? [] : [t.hookOut.layer])));
       const { processing, mismatched } = evalProcessing(
         cfg.processing === 'auto' ? null : cfg.processing,
@@ -149,10 +159,11 @@ export default definePipeline({
       // Called once per pass: the same documents, packed the same way, give the same windows.
       const tokenBatches = () =>
         documentSource(cfg.dataset, {}, ctx.flow).pipe(
-          tokenize(),
+          tokenize(tokenizer),
           pack({
             contextSize,
             batchSize: cfg.batch_size,
+            tokenizer,
             prependBos,
             disableConcatSequences: cfg.disable_concat_sequences,
           }),
@@ -195,7 +206,7 @@ export default definePipeline({
               selectDashboardFeatures(r.sparsity.density, cfg.n_dashboard_features, cfg.seed + i),
             maxActivation: r.sparsity.maxActivation,
           })),
-          { excludeTokenIds: excluded },
+          { excludeTokenIds: excluded, decodeToken: (id) => tokenizer.decodeToken(id) },
         );
         if (collector.empty) return EMPTY;
         ctx.log.info('collecting feature dashboards (second pass over the eval tokens)');
@@ -233,6 +244,7 @@ export default definePipeline({
           results,
           contexts,
           unembed,
+          decodeToken: (id) => tokenizer.decodeToken(id),
           canonical: { ceScoreFloor: cfg.ce_score_floor, targetL0: cfg.target_l0 },
         });
         await renderReport(written.data, ctx.runDir);

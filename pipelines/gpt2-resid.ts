@@ -29,10 +29,10 @@ import { SAELENS_RUNNER_NAMES } from '../src/stages/train/saelens-names.js';
 export function trainSaes(cfg: TrainingConfig, ctx: RunContext, kind: TrainingKind) {
   return defer(async () => {
     const run = await prepareTraining(cfg, ctx, kind);
-    const { trainer, model, hooks } = run;
+    const { trainer, model, hooks, tokenizer } = run;
     const flow = ctx.flow;
     const activations = () => {
-      if (model === null) return cacheReader({ path: cfg.activations!, hooks, flow });
+      if (model === null || tokenizer === null) return cacheReader({ path: cfg.activations!, hooks, flow });
       // A dataset too small for one training batch fails its first pass instead of cycling forever.
       const enough = requireTokensPerPass({
         need: cfg.train_batch_size_tokens,
@@ -41,12 +41,13 @@ export function trainSaes(cfg: TrainingConfig, ctx: RunContext, kind: TrainingKi
         flow,
       });
       return documentSource(cfg.dataset, { shuffle: true, seed: cfg.seed }, flow).pipe(
-        tokenize(),
+        tokenize(tokenizer),
         enough.countTokens,
         pack({
           contextSize: cfg.context_size,
           batchSize: cfg.store_batch_size_prompts,
-          prependBos: cfg.prepend_bos,
+          tokenizer,
+          prependBos: run.prependBos,
           disableConcatSequences: cfg.disable_concat_sequences,
         }),
         enough.checkWindows,

@@ -147,11 +147,11 @@ class FeatureCollector {
     if (this.top.length > k) this.top.pop();
   }
 
-  result(): FeatureContexts {
+  result(decodeToken: (id: number) => string): FeatureContexts {
     return {
       feature: this.feature,
       top_contexts: this.top.map((c) => ({
-        tokens: Array.from(c.ids, tokenString),
+        tokens: Array.from(c.ids, (id) => decodeToken(id)),
         activations: Array.from(c.activations),
         max_index: c.maxIndex,
       })),
@@ -169,13 +169,20 @@ export class DashboardCollector {
   }>;
   private readonly excluded: ReadonlySet<number>;
   private readonly hooks: string[];
+  private readonly decodeToken: (id: number) => string;
 
   constructor(
     readonly model: HookCapture,
     selections: ReadonlyArray<{ target: EvalTarget; features: number[]; maxActivation: ArrayLike<number> }>,
-    options: { excludeTokenIds?: readonly number[]; layout?: DashboardLayout } = {},
+    options: {
+      excludeTokenIds?: readonly number[];
+      layout?: DashboardLayout;
+      /** The model's tokenizer's text of one token (default GPT-2's). */
+      decodeToken?: (id: number) => string;
+    } = {},
   ) {
     const layout = options.layout ?? DEFAULT_DASHBOARD_LAYOUT;
+    this.decodeToken = options.decodeToken ?? tokenString;
     this.excluded = new Set(options.excludeTokenIds ?? []);
     this.perTarget = selections
       .filter((s) => s.features.length > 0)
@@ -221,6 +228,8 @@ export class DashboardCollector {
 
   /** The collected contexts, by SAE name. */
   results(): Map<string, FeatureContexts[]> {
-    return new Map(this.perTarget.map((s) => [s.target.name, s.collectors.map((c) => c.result())]));
+    return new Map(
+      this.perTarget.map((s) => [s.target.name, s.collectors.map((c) => c.result(this.decodeToken))]),
+    );
   }
 }

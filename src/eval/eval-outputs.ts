@@ -34,6 +34,8 @@ export async function writeEvalOutputs(args: {
   /** Dashboard contexts by SAE name (empty when dashboards were not collected). */
   contexts: ReadonlyMap<string, FeatureContexts[]>;
   unembed: UnembedWeights | null;
+  /** The model's tokenizer's text of one token, for logit effects (default GPT-2's). */
+  decodeToken?: (id: number) => string;
   canonical: CanonicalOptions;
 }): Promise<EvalOutputs> {
   const { runDir, results } = args;
@@ -49,7 +51,7 @@ export async function writeEvalOutputs(args: {
     curves,
     sweep,
     dashboards: results.flatMap((r) =>
-      featureDashboards(r, args.contexts.get(r.target.name) ?? [], args.unembed),
+      featureDashboards(r, args.contexts.get(r.target.name) ?? [], args.unembed, undefined, args.decodeToken),
     ),
   });
   const reportDataFile = await writeReportData(runDir, data);

@@ -14,12 +14,14 @@ export interface Windowing {
 
 /**
  * Explicit options win; otherwise the `context_size` / `prepend_bos` all SAEs agree on (a context the model
- * cannot run is ignored), else min(128, n_positions) and BOS.
+ * cannot run is ignored), else min(128, n_positions) and the family's prepend_bos default.
  */
 export function resolveWindowing(
   requested: { contextSize: number | null; prependBos: boolean | null },
   targets: readonly EvalTarget[],
   model: ModelConfig,
+  /** TransformerLens's default for the model family (the tokenizer's `prependBos`). */
+  defaultPrependBos = true,
 ): Windowing {
   const saved = sharedMetadata(targets, 'context_size');
   const savedFits = typeof saved === 'number' && Number.isInteger(saved) && saved >= 2 && saved <= model.nCtx;
@@ -30,6 +32,6 @@ export function resolveWindowing(
   const savedBos = sharedMetadata(targets, 'prepend_bos');
   return {
     contextSize,
-    prependBos: requested.prependBos ?? (typeof savedBos === 'boolean' ? savedBos : true),
+    prependBos: requested.prependBos ?? (typeof savedBos === 'boolean' ? savedBos : defaultPrependBos),
   };
 }

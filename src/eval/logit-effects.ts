@@ -12,7 +12,7 @@
  * (q/k/v, mlp.hook_pre, ln1/ln2) feed non-linear computations and have no direct logit effect: none is given.
  */
 import type { DashboardWeights, HookPoint } from '../model/index.js';
-import { decodeGpt2, GPT2_VOCAB_SIZE } from '../stages/text/index.js';
+import { gpt2Tokenizer } from '../tokenizer/index.js';
 
 export interface TokenValue {
   token: string;
@@ -80,9 +80,9 @@ export function unembedInput(hook: HookPoint, row: Float32Array, w: UnembedWeigh
   return residual;
 }
 
+/** GPT-2's text of one token (`<id>` outside its vocabulary); other models pass their tokenizer's. */
 export function tokenString(id: number): string {
-  if (id < 0 || id >= GPT2_VOCAB_SIZE) return `<${id}>`;
-  return decodeGpt2([id]);
+  return gpt2Tokenizer.decodeToken(id);
 }
 
 /**
@@ -93,6 +93,7 @@ export function logitEffects(
   inputs: readonly Float64Array[],
   w: UnembedWeights,
   top = 10,
+  decodeToken: (id: number) => string = tokenString,
 ): Array<{ promoted: TokenValue[]; suppressed: TokenValue[] }> {
   const { vocab, dModel, unembed } = w;
   const values = inputs.map(() => new Float64Array(vocab));
@@ -111,7 +112,7 @@ export function logitEffects(
     mean /= vocab;
     const order = Array.from({ length: vocab }, (_, i) => i).sort((a, b) => vals[b]! - vals[a]! || a - b);
     const n = Math.min(top, vocab);
-    const entry = (id: number): TokenValue => ({ token: tokenString(id), value: vals[id]! - mean });
+    const entry = (id: number): TokenValue => ({ token: decodeToken(id), value: vals[id]! - mean });
     return {
       promoted: order.slice(0, n).map(entry),
       suppressed: order

@@ -97,6 +97,7 @@ export function featureDashboards(
   contexts: readonly FeatureContexts[],
   unembed: UnembedWeights | null,
   topTokens = 10,
+  decodeToken?: (id: number) => string,
 ): FeatureDashboard[] {
   const { target, sparsity } = result;
   const [dSae, dOut] = target.decoder.shape as [number, number];
@@ -106,7 +107,7 @@ export function featureDashboards(
     return unembedInput(target.hookOut, row, unembed);
   });
   const present = inputs.filter((v): v is Float64Array => v !== null);
-  const effects = unembed && present.length > 0 ? logitEffects(present, unembed, topTokens) : [];
+  const effects = unembed && present.length > 0 ? logitEffects(present, unembed, topTokens, decodeToken) : [];
   let next = 0;
   return contexts.map((c, i) => {
     const effect = inputs[i] ? effects[next++] : undefined;

@@ -46,6 +46,8 @@ export interface CacheProvenance {
   readonly prependBos?: boolean;
   readonly dataset?: string;
   readonly tokenizer?: string;
+  /** The ids `exclude_special_tokens` leaves out for this tokenizer, so that training from the cache can too. */
+  readonly specialTokenIds?: readonly number[];
 }
 
 /** manifest.json of an activation cache (snake_case keys, as in SAELens configs). */
@@ -60,6 +62,8 @@ export interface CacheManifest {
   readonly prepend_bos: boolean | null;
   readonly dataset: string | null;
   readonly tokenizer: string | null;
+  /** Null in caches written before tokenizers other than GPT-2's existed (whose only special id is 50256). */
+  readonly special_token_ids: readonly number[] | null;
   readonly compression: ParquetCompression;
   /** Every shard but the last holds exactly this many rows: boundaries depend on row counts only. */
   readonly rows_per_shard: number;
@@ -151,6 +155,7 @@ function nullable<T>(x: unknown, check: (v: unknown) => v is T): x is T | null {
 
 const isString = (x: unknown): x is string => typeof x === 'string';
 const isBoolean = (x: unknown): x is boolean => typeof x === 'boolean';
+const isIdList = (x: unknown): x is number[] => Array.isArray(x) && x.every(nonNegativeInt);
 
 export function validateManifest(json: unknown, path: string): CacheManifest {
   if (typeof json !== 'object' || json === null || Array.isArray(json))
@@ -164,6 +169,10 @@ export function validateManifest(json: unknown, path: string): CacheManifest {
   if (!nullable(m.model, isString)) fail(path, 'model', 'a string or null', m.model);
   if (!nullable(m.dataset, isString)) fail(path, 'dataset', 'a string or null', m.dataset);
   if (!nullable(m.tokenizer, isString)) fail(path, 'tokenizer', 'a string or null', m.tokenizer);
+  const specialIds = m.special_token_ids ?? null;
+  if (!nullable(specialIds, isIdList)) {
+    fail(path, 'special_token_ids', 'a list of non-negative integers or null', m.special_token_ids);
+  }
   if (!nullable(m.context_size, positiveInt))
     fail(path, 'context_size', 'a positive integer or null', m.context_size);
   if (!nullable(m.prepend_bos, isBoolean)) fail(path, 'prepend_bos', 'a boolean or null', m.prepend_bos);
@@ -226,5 +235,5 @@ export function validateManifest(json: unknown, path: string): CacheManifest {
   });
   if (total !== m.total_tokens)
     fail(path, 'total_tokens', `the sum of the shard rows (${total})`, m.total_tokens);
-  return m as unknown as CacheManifest;
+  return { ...m, special_token_ids: specialIds } as unknown as CacheManifest;
 }

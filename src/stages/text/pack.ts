@@ -1,7 +1,7 @@
 import { Observable } from 'rxjs';
 import { UserError } from '../../pipeline/errors.js';
 import { defineStage, type Stage } from '../../pipeline/stage.js';
-import { GPT2_BOS_ID, GPT2_EOS_ID } from './tokenize.js';
+import { gpt2Tokenizer, transformerLensSpecialIds, type Tokenizer } from '../../tokenizer/index.js';
 import type { TokenBatch, TokenDocument } from './types.js';
 
 /** A special token: an id, the tokenizer's BOS/EOS by name, or null for none. */
@@ -18,7 +18,9 @@ export interface PackOptions {
   contextSize: number;
   /** Windows per emitted batch; the last batch may hold fewer. */
   batchSize: number;
-  /** Put BOS at position 0 of every window (SAELens `prepend_bos`, default true). */
+  /** Whose BOS/EOS 'bos' and 'eos' mean, and the `prependBos` default (default GPT-2's). */
+  tokenizer?: Pick<Tokenizer, 'bosId' | 'eosId' | 'padId' | 'prependBos'>;
+  /** Put BOS at position 0 of every window (SAELens `prepend_bos`; default the tokenizer's family default). */
   prependBos?: boolean;
   /** Overrides what `prependBos` implies: the token forced at the start of every window. */
   beginBatchToken?: SpecialToken;
@@ -28,9 +30,9 @@ export interface PackOptions {
   sequenceSeparatorToken?: SpecialToken;
   /** Each window comes from one document only: its first `contextSize` tokens; shorter documents and the rest of longer ones are dropped. */
   disableConcatSequences?: boolean;
-  /** Id that 'bos' means (default GPT-2's 50256). */
+  /** Id that 'bos' means (default the tokenizer's BOS, else its EOS, as TransformerLens sets it). */
   bosTokenId?: number;
-  /** Id that 'eos' means (default GPT-2's 50256). */
+  /** Id that 'eos' means (default the tokenizer's EOS). */
   eosTokenId?: number;
 }
 
@@ -47,12 +49,16 @@ function resolveSpecial(
   name: string,
   token: SpecialToken | undefined,
   fallback: number | null,
-  ids: { bos: number; eos: number },
+  ids: { bos: number | null; eos: number | null },
 ): number | null {
   if (token === undefined) return fallback;
   if (token === null) return null;
-  if (token === 'bos') return ids.bos;
-  if (token === 'eos') return ids.eos;
+  if (token === 'bos' || token === 'eos') {
+    const id = ids[token];
+    if (id === null)
+      throw new UserError(`${name} is '${token}' but the tokenizer has no ${token.toUpperCase()} token`);
+    return id;
+  }
   if (!Number.isInteger(token) || token < 0 || token > 0x7fffffff) {
     throw new UserError(
       `${name} must be a non-negative integer token id, 'bos', 'eos' or null, got ${String(token)}`,
@@ -69,8 +75,15 @@ export function resolvePackOptions(opts: PackOptions): ResolvedPackOptions {
   if (!Number.isInteger(batchSize) || batchSize < 1) {
     throw new UserError(`batch_size must be a positive integer, got ${String(batchSize)}`);
   }
-  const ids = { bos: opts.bosTokenId ?? GPT2_BOS_ID, eos: opts.eosTokenId ?? GPT2_EOS_ID };
-  const prependBos = opts.prependBos ?? true;
+  const tokenizer = opts.tokenizer ?? gpt2Tokenizer;
+  const defaults = transformerLensSpecialIds(tokenizer);
+  const ids = { bos: opts.bosTokenId ?? defaults.bos, eos: opts.eosTokenId ?? defaults.eos };
+  const prependBos = opts.prependBos ?? tokenizer.prependBos;
+  if (prependBos && opts.beginBatchToken === undefined && ids.bos === null) {
+    throw new UserError(
+      'prepend_bos is true but the tokenizer has neither a BOS nor an EOS token to prepend',
+    );
+  }
   return {
     contextSize,
     batchSize,
@@ -167,7 +180,7 @@ export class TokenPacker {
    * disable_concat_sequences: one window per document at most. BOS (begin_sequence_token, else
    * begin_batch_token) is put in front of a document that lacks it when the result can fill a window.
    * SAELens tests these ids for truthiness here, so an id of 0 is ignored there; we test for null,
-   * which only differs for a tokenizer whose BOS is 0 (not GPT-2's).
+   * which only differs for a tokenizer whose BOS is 0 (GPT-NeoX/Pythia's `<|endoftext|>`).
    */
   private *pushWholeDocument(tokens: Int32Array): Generator<TokenBatch> {
     const { contextSize } = this.options;

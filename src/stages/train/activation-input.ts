@@ -10,6 +10,7 @@ import {
   type ActivationEngine,
   type EngineName,
 } from '../model/index.js';
+import { GPT2_BOS_ID, loadTokenizer, type Tokenizer } from '../../tokenizer/index.js';
 import { plural } from '../../util/plural.js';
 
 export interface ActivationInputOptions {
@@ -34,6 +35,12 @@ export interface ActivationInput {
   widths: Record<string, number>;
   /** Model name for SAE metadata (from the cache manifest when reading a cache). */
   modelName: string;
+  /** The model's tokenizer, or null when the activations come from a cache. */
+  tokenizer: Tokenizer | null;
+  /** What `exclude_special_tokens` leaves out: the tokenizer's special ids, or those the cache recorded. */
+  specialTokenIds: readonly number[];
+  /** The prepend_bos default: the model family's, or what the cache was written with. */
+  prependBos: boolean;
   /** Releases the model's weights. */
   dispose(): void;
 }
@@ -72,11 +79,17 @@ export async function openActivationInput(
       model: null,
       widths,
       modelName: info.manifest?.model ?? 'unknown',
+      tokenizer: null,
+      // Caches from before other tokenizers existed, and plain Parquet files, are taken to be GPT-2's.
+      specialTokenIds: info.manifest?.special_token_ids ?? [GPT2_BOS_ID],
+      prependBos: info.manifest?.prepend_bos ?? true,
       dispose: () => undefined,
     };
   }
   const resolved = await resolveModelSource(o.model);
   ctx.log.info(`model: ${resolved.description}`);
+  const tokenizer = await loadTokenizer(resolved.dir);
+  ctx.log.info(`tokenizer: ${tokenizer.description}`);
   const model = await loadActivationEngine(resolved.dir, { engine: o.engine, processing: o.processing });
   if (o.contextSize > model.config.nCtx) {
     void model.dispose();
@@ -93,6 +106,9 @@ export async function openActivationInput(
     model,
     widths,
     modelName: resolved.name,
+    tokenizer,
+    specialTokenIds: tokenizer.specialIds,
+    prependBos: tokenizer.prependBos,
     dispose: () => void model.dispose(),
   };
 }

@@ -7,7 +7,7 @@ import { opt, type ConfigOf } from '../../pipeline/options.js';
 import { SaeTrainer, TRAINER_MANIFEST, architectureNames, architectureOf } from '../../sae/index.js';
 import { ENGINES, resolveEngine } from '../../engine/engines.js';
 import type { ActivationEngine } from '../model/index.js';
-import { GPT2_BOS_ID } from '../text/index.js';
+import type { Tokenizer } from '../../tokenizer/index.js';
 import { modelShape, openActivationInput } from './activation-input.js';
 import { sweepSaeName } from './sae-names.js';
 import {
@@ -36,7 +36,13 @@ export const trainingOptions = {
   ),
   context_size: opt.int(128, 'tokens per context window', { min: 2 }),
   store_batch_size_prompts: opt.int(16, 'context windows per model forward', { min: 1 }),
-  prepend_bos: opt.boolean(true, 'start every window with BOS'),
+  prepend_bos: opt.nullable(
+    opt.boolean(
+      true,
+      "start every window with BOS (default: TransformerLens's default for the model family)",
+    ),
+    null,
+  ),
   disable_concat_sequences: opt.boolean(false, 'never join documents inside one window'),
   processing: opt.choice(WEIGHT_PROCESSINGS, 'none', 'model weight processing'),
   engine: opt.choice(
@@ -44,7 +50,10 @@ export const trainingOptions = {
     'auto',
     'compute engine for the model forward and the SAE steps: onnx (onnxruntime, several times faster on CPU), tfjs (TensorFlow.js), or auto (onnx where onnxruntime runs)',
   ),
-  exclude_special_tokens: opt.boolean(true, 'leave BOS/EOS tokens out of training'),
+  exclude_special_tokens: opt.boolean(
+    true,
+    "leave the tokenizer's special tokens (BOS/EOS/pad) out of training",
+  ),
   n_batches_in_buffer: opt.int(16, 'activation store buffer, in training batches', { min: 2 }),
   architecture: opt.choice(architectureNames(), 'topk', 'SAE architecture'),
   d_sae: opt.nullable(
@@ -130,8 +139,12 @@ export interface PreparedTraining {
   outputDir: string;
   /** Training batches a resumed run skips (the checkpoint has consumed them). */
   resumeBatches: number;
-  /** Tokens the activation store leaves out (BOS). */
+  /** Tokens the activation store leaves out (the special tokens). */
   excludeTokenIds: number[];
+  /** The model's tokenizer, or null when the activations come from a cache. */
+  tokenizer: Tokenizer | null;
+  /** `prepend_bos` as resolved: the option, else the model family's default (or the cache's). */
+  prependBos: boolean;
   /** Releases the model and the trainer. */
   dispose(): void;
 }
@@ -215,6 +228,7 @@ export async function prepareTraining(
     ctx,
   );
   try {
+    const prependBos = cfg.prepend_bos ?? input.prependBos;
     const configs = drafts.map((d, i) => {
       const dIn = input.widths[d.hook_name as string] as number;
       const dOut = d.hook_name_out ? input.widths[d.hook_name_out as string] : undefined;
@@ -230,7 +244,7 @@ export async function prepareTraining(
           model_name: input.modelName,
           hook_name: d.hook_name,
           context_size: cfg.context_size,
-          prepend_bos: cfg.prepend_bos,
+          prepend_bos: prependBos,
           dataset_path: cfg.activations ?? cfg.dataset,
           exclude_special_tokens: cfg.exclude_special_tokens,
           // SAELens's record of how the model was loaded: eval-sae and SAELens rebuild the same model from it.
@@ -263,7 +277,9 @@ export async function prepareTraining(
       checkpointDir,
       outputDir: path.join(ctx.runDir, 'saes'),
       resumeBatches: trainer.batches,
-      excludeTokenIds: cfg.exclude_special_tokens ? [GPT2_BOS_ID] : [],
+      excludeTokenIds: cfg.exclude_special_tokens ? [...input.specialTokenIds] : [],
+      tokenizer: input.tokenizer,
+      prependBos,
       dispose: () => {
         input.dispose();
         trainer.dispose();
