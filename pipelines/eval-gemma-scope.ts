@@ -8,9 +8,9 @@
 // Each layer is one pass over the same eval tokens: its SAEs (every width and sparsity asked for) are loaded,
 // spliced in one at a time beside one clean and one zero-ablation forward per batch, then released before
 // the next layer's are loaded, so memory holds one layer's SAEs at a time.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { concat, concatMap, defer, EMPTY, finalize, from, ignoreElements, map } from 'rxjs';
+import { concat, concatMap, defer, EMPTY, finalize, from, ignoreElements } from 'rxjs';
 import {
   ModelEvalEngine,
   SaeEvaluator,
@@ -51,34 +51,8 @@ import {
 } from '../src/sae-formats/gemma-scope-release.js';
 import type { GemmaScopeId } from '../src/sae-formats/gemma-scope-release.js';
 import { GEMMA_SCOPE_FILES } from '../src/sae-formats/gemma-scope.js';
-import { documentSource, GPT2_BOS_ID, pack, tokenize, windowRange } from '../src/stages/text/index.js';
-import { isTokenDocument } from '../src/stages/text/types.js';
-import type { Document } from '../src/stages/text/types.js';
-
-/** Special token ids in config.json (bos/eos/pad), each a number or a list of numbers. */
-function specialIds(modelDir: string): { bos: number | null; all: number[] } {
-  let json: Record<string, unknown> = {};
-  try {
-    json = JSON.parse(readFileSync(path.join(modelDir, 'config.json'), 'utf8')) as Record<string, unknown>;
-  } catch {
-    // readModelConfig has already reported an unreadable config.
-  }
-  const ids = (v: unknown): number[] =>
-    (Array.isArray(v) ? v : [v]).filter(
-      (x): x is number => typeof x === 'number' && Number.isInteger(x) && x >= 0,
-    );
-  const bos = ids(json.bos_token_id)[0] ?? null;
-  return {
-    bos,
-    all: [...new Set([...ids(json.bos_token_id), ...ids(json.eos_token_id), ...ids(json.pad_token_id)])],
-  };
-}
-
-/** The embedded corpora (text). */
-const EMBEDDED_CORPORA = ['moby-dick', 'sotu'];
-
-const tokenizerMessage = (dataset: string, family: string) =>
-  `--dataset ${dataset}: holds text, which saeflow tokenizes with GPT-2's BPE only; the ${family} model needs its own tokenizer (not yet supported): pass pre-tokenized data (JSONL with a "tokens" list, or Parquet with a token-list column)`;
+import { documentSource, pack, tokenize, windowRange } from '../src/stages/text/index.js';
+import { loadTokenizer } from '../src/tokenizer/index.js';
 
 export default definePipeline({
   name: 'eval-gemma-scope',
@@ -122,7 +96,7 @@ export default definePipeline({
     }),
     dataset: opt.string(
       'sotu',
-      "eval data: file, directory, glob, embedded corpus or HF dataset id; text is tokenized with GPT-2's BPE, so for a non-GPT-2 model give pre-tokenized data (JSONL `tokens`, Parquet token column) until its own tokenizer is supported",
+      "eval data: file, directory, glob, embedded corpus or HF dataset id (text is tokenized with the model's own tokenizer.json)",
     ),
     engine: opt.choice(ENGINES, 'auto', 'model engine: onnx, tfjs, or auto (onnx where onnxruntime runs)'),
     context_size: opt.nullable(
@@ -145,7 +119,7 @@ export default definePipeline({
     batch_size: opt.int(4, 'context windows per model forward', { min: 1 }),
     exclude_special_tokens: opt.boolean(
       true,
-      "leave the model's BOS/EOS/pad positions (config.json) out of every metric",
+      "leave the tokenizer's special tokens (BOS/EOS/pad) out of every metric",
     ),
     compute_kl: opt.boolean(true, 'KL divergence metrics'),
   },
@@ -155,11 +129,8 @@ export default definePipeline({
     const source = await resolveModelSource(cfg.model, process.cwd(), (m) => ctx.log.info(m));
     const config = await readModelConfig(source.dir);
     ctx.log.info(`model: ${source.description} (${config.family}, ${config.nLayers} layers)`);
-    const textNeedsTokenizer = config.family !== 'gpt2';
-    if (textNeedsTokenizer && EMBEDDED_CORPORA.includes(cfg.dataset)) {
-      throw new UserError(tokenizerMessage(cfg.dataset, config.family));
-    }
-    const special = specialIds(source.dir);
+    const tokenizer = await loadTokenizer(source.dir);
+    ctx.log.info(`tokenizer: ${tokenizer.description}`);
 
     // The candidates: a local copy of the release, or the release's SAEs (SAELens's list and the cache's).
     let ids: GemmaScopeId[];
@@ -250,6 +221,7 @@ export default definePipeline({
       { contextSize: cfg.context_size, prependBos: cfg.prepend_bos },
       firstTargets,
       config,
+      tokenizer.prependBos,
     );
     const trainedOn = saeModelName(firstTargets[0]!);
     if (trainedOn !== null && !source.name.endsWith(trainedOn)) {
@@ -264,25 +236,18 @@ export default definePipeline({
       }
     })();
 
-    const excluded = cfg.exclude_special_tokens ? special.all : [];
-    const bos = special.bos ?? GPT2_BOS_ID;
+    const excluded = cfg.exclude_special_tokens ? [...tokenizer.specialIds] : [];
     const windows = Math.ceil(cfg.n_eval_tokens / contextSize);
     const skipWindows = Math.ceil(cfg.skip_tokens / contextSize);
     ctx.progress.setTotal(layerList.length * windows * contextSize);
     const tokenBatches = () =>
       documentSource(cfg.dataset, {}, ctx.flow).pipe(
-        map((doc: Document) => {
-          if (textNeedsTokenizer && !isTokenDocument(doc)) {
-            throw new UserError(tokenizerMessage(cfg.dataset, config.family));
-          }
-          return doc;
-        }),
-        tokenize(),
+        tokenize(tokenizer),
         pack({
           contextSize,
           batchSize: cfg.batch_size,
+          tokenizer,
           prependBos,
-          bosTokenId: bos,
           disableConcatSequences: cfg.disable_concat_sequences,
         }),
         windowRange({ skip: skipWindows, take: windows }),

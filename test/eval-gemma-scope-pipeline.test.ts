@@ -238,11 +238,15 @@ describe('pipelines/eval-gemma-scope.ts', () => {
     expect(result.tokens).toBe(TOKENS);
   });
 
-  it('refuses text for a non-GPT-2 model, layers the model lacks and a copy of another release, naming them', async () => {
+  it("reads text through the model's own tokenizer; refuses layers the model lacks and a copy of another release", async () => {
     const run = (extra: string[]) => runPipeline(args(path.join(tempDir('gs-bad'), 'run'), extra), io());
-    const sotu = args(path.join(tempDir('gs-bad'), 'run'), ['--folder', copy]);
-    sotu.overrides = sotu.overrides.map(([k, v]) => (k === 'dataset' ? [k, 'sotu'] : [k, v]));
-    await expect(runPipeline(sotu, io())).rejects.toThrow(/--dataset sotu: holds text.*pre-tokenized/);
+    const textOut = path.join(tempDir('gs-text'), 'run');
+    const text = args(textOut, ['--folder', copy, '--layers', '0']);
+    text.overrides = text.overrides.map(([k, v]) => (k === 'dataset' ? [k, 'sotu'] : [k, v]));
+    expect((await runPipeline(text, io()))?.status).toBe('completed');
+    const e = evalOf(textOut, 'layer_0/width_16k/average_l0_56');
+    expect(e.n_eval_tokens).toBe(TOKENS);
+    expect(e.excluded_token_ids).toContain(GEMMA2_BOS);
     await expect(run(['--folder', copy, '--layers', '1,2'])).rejects.toThrow(
       /--layers 2: the model has layers 0\.\.1/,
     );
