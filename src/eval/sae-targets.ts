@@ -11,6 +11,7 @@ import type { HostTensor } from '../sae/fold.js';
 import { Sae } from '../sae/sae.js';
 import { SAE_CFG_FILENAME } from '../sae/saelens-folder.js';
 import { loadSae } from '../sae-formats/load.js';
+import type { LoadSaeOptions } from '../sae-formats/load.js';
 import type { SaeFolderConfig } from '../sae/saelens-folder.js';
 import type { SavedArchitecture } from '../sae/saved-architecture.js';
 import { weightStatistics } from './weight-stats.js';
@@ -42,6 +43,8 @@ export interface EvalTarget extends SaeLocation {
   decoder: HostTensor;
   /** Every weight on the host, as saved (the onnx engine builds the SAE into its graph from them). */
   tensors: Readonly<Record<string, HostTensor>>;
+  /** The file or folder the weights were read from (for a release or hub SAE, inside the HF cache). */
+  source: string;
 }
 
 const isDir = (p: string): boolean => existsSync(p) && statSync(p).isDirectory();
@@ -125,9 +128,10 @@ function metadataField(config: SaeFolderConfig, key: string): unknown {
 export async function loadEvalTarget(
   location: SaeLocation,
   model: { config: ModelConfig; name: string },
+  loadOptions: LoadSaeOptions = {},
 ): Promise<EvalTarget> {
   // Any published format (SAELens, Gemma Scope, sparsify, a release), converted to the SAELens layout.
-  const folder = await loadSae(location.path);
+  const folder = await loadSae(location.path, loadOptions);
   const { config, kind } = folder;
   const cfgPath = path.join(location.path, SAE_CFG_FILENAME);
   const where = `SAE '${location.name}' (${cfgPath})`;
@@ -188,6 +192,7 @@ export async function loadEvalTarget(
     weightStats: weightStatistics(folder.tensors),
     decoder: folder.tensors.W_dec!,
     tensors: folder.tensors,
+    source: folder.source,
   };
 }
 
@@ -201,10 +206,12 @@ export function saeModelName(target: EvalTarget): string | null {
 export async function loadEvalTargets(
   locations: readonly SaeLocation[],
   model: { config: ModelConfig; name: string },
+  loadOptions: (location: SaeLocation) => LoadSaeOptions = () => ({}),
 ): Promise<EvalTarget[]> {
   const targets: EvalTarget[] = [];
   try {
-    for (const location of locations) targets.push(await loadEvalTarget(location, model));
+    for (const location of locations)
+      targets.push(await loadEvalTarget(location, model, loadOptions(location)));
   } catch (e) {
     for (const t of targets) t.sae.dispose();
     throw e;

@@ -76,6 +76,11 @@ function applyRelease(loaded: LoadedSae, release: SaeRelease): void {
 
 export interface LoadSaeOptions extends ResolveSaeOptions {
   hookName?: string;
+  /**
+   * Text to infer a Gemma Scope SAE's model and hooks from (`google/gemma-scope-2b-pt-res/layer_3/...`), for
+   * a local copy whose path does not name the repository (default: the hub folder, or the local path).
+   */
+  location?: string;
 }
 
 /**
@@ -84,9 +89,9 @@ export interface LoadSaeOptions extends ResolveSaeOptions {
  */
 export async function loadSae(ref: string, options: LoadSaeOptions = {}): Promise<LoadedSae> {
   const resolved = await resolveSae(ref, options);
-  const location = resolved.hub
-    ? `${resolved.hub.repoId}/${resolved.hub.path}`
-    : path.resolve(resolved.detected.path);
+  const location =
+    options.location ??
+    (resolved.hub ? `${resolved.hub.repoId}/${resolved.hub.path}` : path.resolve(resolved.detected.path));
   const loaded = await loadDetectedSae(resolved.detected, {
     location,
     hookName: options.hookName,
