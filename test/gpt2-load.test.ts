@@ -72,9 +72,11 @@ describe('config.json', () => {
 
   it.each([
     [
-      { model_type: 'llama', architectures: ['LlamaForCausalLM'] },
-      /cfg\.json: unknown architecture.*"llama"/,
+      { model_type: 'falcon', architectures: ['FalconForCausalLM'] },
+      /cfg\.json: unknown architecture.*"falcon"/,
     ],
+    // A known model_type with another head: other math, refused rather than run.
+    [{ architectures: ['GPT2ForSequenceClassification'] }, /unknown architecture/],
     [{ architectures: ['GPTNeoForCausalLM'] }, /unknown architecture/],
     [{ activation_function: 'swish' }, /cfg\.json: field "activation_function" "swish" is not supported/],
     [{ n_layer: 0 }, /field "n_layer" must be a positive integer, got 0/],
