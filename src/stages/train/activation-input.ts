@@ -34,6 +34,8 @@ export interface ActivationInput {
   widths: Record<string, number>;
   /** Model name for SAE metadata (from the cache manifest when reading a cache). */
   modelName: string;
+  /** Rows (tokens) in one pass over the cache; null for a model, whose passes are only known once run. */
+  rowsPerPass: number | null;
   /** Releases the model's weights. */
   dispose(): void;
 }
@@ -72,6 +74,7 @@ export async function openActivationInput(
       model: null,
       widths,
       modelName: info.manifest?.model ?? 'unknown',
+      rowsPerPass: info.totalRows,
       dispose: () => undefined,
     };
   }
@@ -93,6 +96,7 @@ export async function openActivationInput(
     model,
     widths,
     modelName: resolved.name,
+    rowsPerPass: null,
     dispose: () => void model.dispose(),
   };
 }
