@@ -7,6 +7,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { tap, type Observable } from 'rxjs';
 import { describe, expect, it, vi } from 'vitest';
+import type * as CacheReaderModule from '../src/stages/cache/cache-reader.js';
+import type * as ModelActivationsModule from '../src/stages/model/model-activations.js';
 import { parseCliArgs } from '../src/pipeline/cli-args.js';
 import { runPipeline } from '../src/pipeline/runner.js';
 import { defineStage } from '../src/pipeline/stage.js';
@@ -20,7 +22,7 @@ import { testIo } from './runner-io.js';
 const seen = vi.hoisted(() => ({ forwards: [] as string[], readerStarts: [] as number[] }));
 
 vi.mock('../src/stages/model/model-activations.js', async (importOriginal) => {
-  const real = await importOriginal<typeof import('../src/stages/model/model-activations.js')>();
+  const real = await importOriginal<typeof ModelActivationsModule>();
   return {
     ...real,
     modelActivations: (options: Parameters<typeof real.modelActivations>[0]) => {
@@ -35,7 +37,7 @@ vi.mock('../src/stages/model/model-activations.js', async (importOriginal) => {
 });
 
 vi.mock('../src/stages/cache/cache-reader.js', async (importOriginal) => {
-  const real = await importOriginal<typeof import('../src/stages/cache/cache-reader.js')>();
+  const real = await importOriginal<typeof CacheReaderModule>();
   return {
     ...real,
     cacheReader: (options: Parameters<typeof real.cacheReader>[0]) => {
