@@ -2,7 +2,9 @@ import { concat, defer, from, lastValueFrom, of, toArray } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import { makeActivationBatch } from '../src/arrow/activation-batch.js';
 import { activationStore, type TrainingBatch } from '../src/stages/store/activation-store.js';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { writeSafetensorsSync } from '../src/io/safetensors.js';
+import { UserError } from '../src/pipeline/errors.js';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { ActivationBatch } from '../src/arrow/activation-batch.js';
@@ -260,6 +262,7 @@ describe('mixing buffer, rows kept in place', () => {
 });
 
 describe('activation store snapshots', () => {
+  const base = { hooks: ['a', 'b'], trainBatchSizeTokens: 32, nBatchesInBuffer: 4, seed: 3 };
   /** Serves `input` with a consumer that has used `consumedAt(k)` batches after input batch k. */
   function runWithSnapshot(
     opts: Partial<StoreCoreOptions>,
@@ -359,6 +362,25 @@ describe('activation store snapshots', () => {
     );
     const whole = await serve(options, input);
     expect(rest.map(copy)).toEqual(whole.slice(consumed).map(copy));
+  });
+
+  it('has nothing to save while its consumer is ahead of it (replaying to an old checkpoint)', () => {
+    const core = new ActivationStoreCore({ ...base, consumed: () => 50 });
+    for (const batch of batches(6, 64)) core.push(batch);
+    expect(core.snapshot(50)).toBeNull();
+  });
+
+  it('names a store file that is not one, or damaged', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'saeflow-store-'));
+    const other = path.join(dir, 'other.safetensors');
+    writeSafetensorsSync(other, { x: { dtype: 'F32', shape: [1], data: new Float32Array(1) } });
+    await expect(readStoreSnapshot(other)).rejects.toThrow(
+      /other\.safetensors: not a saeflow activation store/,
+    );
+    const { file } = runWithSnapshot({}, batches(8, 64), 5, (n) => n);
+    const bytes = readFileSync(file);
+    writeFileSync(file, bytes.subarray(0, bytes.length - 100));
+    await expect(readStoreSnapshot(file)).rejects.toThrow(UserError);
   });
 
   it('refuses a saved store for other hooks', async () => {

@@ -199,16 +199,18 @@ export class ActivationStoreCore {
   }
 
   /**
-   * The state to resume from once the consumer has used `consumed` batches, or null before any input
-   * (a resumed run then starts from the beginning). Views of live arrays: write them out before the
+   * The state to resume from once the consumer has used `consumed` batches, or null when there is none to
+   * save (a resumed run then replays the input up to `consumed`). Views of live arrays: write them out before the
    * store takes its next batch. Needs the `consumed` option, which keeps the unused batches.
    */
   snapshot(consumed: number): StoreSnapshot | null {
     if (!this.options.consumed) throw new Error('ActivationStoreCore.snapshot needs the consumed option');
     this.release(consumed);
-    if (this.widths === null || this.buffer === null) return null;
+    // Before any input, or while a run resumed from a checkpoint without a store replays up to its batch:
+    // the state to save is the one the next resume can rebuild by replaying.
+    if (this.widths === null || this.buffer === null || consumed > this.served) return null;
     const first = this.retained[0]?.index ?? this.served;
-    if (first !== consumed || consumed > this.served) {
+    if (first !== consumed) {
       throw new Error(
         `activation store: the consumer used ${consumed} batches but the store kept batches from ${first} (served ${this.served})`,
       );
