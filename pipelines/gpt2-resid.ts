@@ -4,27 +4,17 @@
 //
 // The flow: text -> tokens -> context windows -> model hooks (or a Parquet cache) -> shuffled training
 // batches -> one optimiser step per batch -> metrics, progress, checkpoints -> the saved SAEs.
-import path from 'node:path';
-import { defer, finalize, mergeMap, skip, takeWhile, type Observable } from 'rxjs';
-import type { ActivationBatch } from '../src/arrow/index.js';
+import { defer, finalize, mergeMap, skip, takeWhile } from 'rxjs';
 import { definePipeline, opt, UserError, type RunContext } from '../src/pipeline/index.js';
-import { cacheReader } from '../src/stages/cache/index.js';
-import { modelActivations } from '../src/stages/model/index.js';
-import {
-  activationStore,
-  STORE_SNAPSHOT_FILE,
-  StoreTracker,
-  writeStoreSnapshotSync,
-} from '../src/stages/store/index.js';
-import { documentSource, pack, tokenize } from '../src/stages/text/index.js';
+import { activationStore, storeCheckpointPart, StoreTracker } from '../src/stages/store/index.js';
 import {
   checkpointEvery,
-  cycleUntilStopped,
   finishTraining,
   prepareTraining,
   recordStepMetrics,
   reportTrainingProgress,
-  requireTokensPerPass,
+  STREAM_START,
+  trainingActivations,
   trainSteps,
   trainingOptions,
   type TrainingConfig,
@@ -36,53 +26,12 @@ import { SAELENS_RUNNER_NAMES } from '../src/stages/train/saelens-names.js';
 export function trainSaes(cfg: TrainingConfig, ctx: RunContext, kind: TrainingKind) {
   return defer(async () => {
     const run = await prepareTraining(cfg, ctx, kind);
-    const { trainer, model, hooks } = run;
+    const { trainer, hooks } = run;
     const flow = ctx.flow;
-    // A resumed run's store holds what it had received; the input restarts right after that.
-    const resumeAt = run.store ?? { inputBatches: 0, inputRows: 0 };
-    // SAELens cycles its data until every SAE has seen its training_tokens.
-    let activations: Observable<ActivationBatch>;
-    if (model === null) {
-      // Seek: the first pass starts at the saved row, later ones at the start.
-      let startRow = resumeAt.inputRows % (run.rowsPerPass ?? Infinity);
-      activations = cycleUntilStopped(() => {
-        const reader = cacheReader({ path: cfg.activations!, hooks, flow, startRow });
-        startRow = 0;
-        return reader;
-      }, flow);
-    } else {
-      const windows = () => {
-        // A dataset too small for one training batch fails its first pass instead of cycling forever.
-        const enough = requireTokensPerPass({
-          need: cfg.train_batch_size_tokens,
-          dataset: cfg.dataset,
-          contextSize: cfg.context_size,
-          flow,
-        });
-        return documentSource(cfg.dataset, { shuffle: true, seed: cfg.seed }, flow).pipe(
-          tokenize(),
-          enough.countTokens,
-          pack({
-            contextSize: cfg.context_size,
-            batchSize: cfg.store_batch_size_prompts,
-            prependBos: cfg.prepend_bos,
-            disableConcatSequences: cfg.disable_concat_sequences,
-          }),
-          enough.checkWindows,
-        );
-      };
-      // Windows the store already received are tokenized and packed again, but not run through the model.
-      activations = cycleUntilStopped(windows, flow).pipe(
-        skip(resumeAt.inputBatches),
-        modelActivations({ model, hooks, flow }),
-      );
-    }
     const tracker = new StoreTracker(() => trainer.batches);
-    trainer.addCheckpointPart((dir) => {
-      const snapshot = tracker.snapshot();
-      if (snapshot) writeStoreSnapshotSync(path.join(dir, STORE_SNAPSHOT_FILE), snapshot);
-    });
-    return activations.pipe(
+    trainer.addCheckpointPart(storeCheckpointPart(tracker));
+    // A resumed run's store holds what it had received; its input restarts right after that.
+    return trainingActivations(cfg, run, run.store ?? STREAM_START, flow).pipe(
       activationStore({
         hooks,
         trainBatchSizeTokens: cfg.train_batch_size_tokens,

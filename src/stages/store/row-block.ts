@@ -10,10 +10,6 @@ export interface RowBlock {
 
 export type HookWidths = Readonly<Record<string, number>>;
 
-export function emptyBlock(widths: HookWidths): RowBlock {
-  return { rows: 0, hooks: Object.fromEntries(Object.keys(widths).map((h) => [h, new Float32Array(0)])) };
-}
-
 export function concatBlocks(blocks: readonly RowBlock[], widths: HookWidths): RowBlock {
   const rows = blocks.reduce((n, b) => n + b.rows, 0);
   const hooks: Record<string, Float32Array> = {};
@@ -27,15 +23,6 @@ export function concatBlocks(blocks: readonly RowBlock[], widths: HookWidths): R
     hooks[hook] = out;
   }
   return { rows, hooks };
-}
-
-/** Rows [start, end) as views (no copy). */
-export function sliceBlock(block: RowBlock, widths: HookWidths, start: number, end: number): RowBlock {
-  const hooks: Record<string, Float32Array> = {};
-  for (const [hook, d] of Object.entries(widths)) {
-    hooks[hook] = (block.hooks[hook] as Float32Array).subarray(start * d, end * d);
-  }
-  return { rows: end - start, hooks };
 }
 
 /** A new block whose row i is `block`'s row `order[i]`. */

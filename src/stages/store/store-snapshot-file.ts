@@ -7,8 +7,10 @@
  * It is written synchronously: the buffer's arrays are live and change with the next input batch, and a
  * synchronous write cannot be interleaved with one.
  */
+import { join } from 'node:path';
 import { readSafetensors, writeSafetensorsSync, type Tensor } from '../../io/safetensors.js';
 import { UserError } from '../../pipeline/errors.js';
+import type { StoreTracker } from './activation-store.js';
 import type { RowBlock } from './row-block.js';
 import type { StoreSnapshot } from './store-core.js';
 
@@ -73,6 +75,17 @@ export function writeStoreSnapshotSync(path: string, snapshot: StoreSnapshot): v
     queued_rows: snapshot.queued.map((b) => b.rows),
   };
   writeSafetensorsSync(path, tensors, { [META_KEY]: JSON.stringify(meta) });
+}
+
+/**
+ * A checkpoint part (`SaeTrainer.addCheckpointPart`) that saves the store `tracker` follows into the
+ * checkpoint directory; before the store has received anything there is nothing to save.
+ */
+export function storeCheckpointPart(tracker: StoreTracker): (dir: string) => void {
+  return (dir) => {
+    const snapshot = tracker.snapshot();
+    if (snapshot) writeStoreSnapshotSync(join(dir, STORE_SNAPSHOT_FILE), snapshot);
+  };
 }
 
 const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
