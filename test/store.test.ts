@@ -381,6 +381,18 @@ describe('activation store snapshots', () => {
     const bytes = readFileSync(file);
     writeFileSync(file, bytes.subarray(0, bytes.length - 100));
     await expect(readStoreSnapshot(file)).rejects.toThrow(UserError);
+    const { snapshot } = runWithSnapshot({}, batches(8, 64), 5, (n) => n);
+    const slots = Uint32Array.from(snapshot.buffer.slots);
+    slots[1] = slots[0] as number;
+    writeStoreSnapshotSync(file, { ...snapshot, buffer: { ...snapshot.buffer, slots } });
+    await expect(readStoreSnapshot(file)).rejects.toThrow(
+      /buffer_slots names row \d+, outside the buffer's \d+ rows or twice/,
+    );
+    const lagging = runWithSnapshot({}, batches(8, 64), 5, (n) => Math.max(0, n - 2)).snapshot;
+    expect(lagging.queued).toHaveLength(2);
+    expect(() => ActivationStoreCore.restore(lagging, { ...base, trainBatchSizeTokens: 16 })).toThrow(
+      /batches of other sizes than 16 tokens/,
+    );
   });
 
   it('refuses a saved store for other hooks', async () => {

@@ -142,6 +142,9 @@ export class ActivationStoreCore {
       throw new UserError(
         `the saved activation store holds hooks ${Object.keys(snapshot.widths).join(', ')}, not ${expected}`,
       );
+    const bs = options.trainBatchSizeTokens;
+    if (snapshot.queued.some((b) => b.rows !== bs))
+      throw new UserError(`the saved activation store holds batches of other sizes than ${bs} tokens`);
     core.widths = snapshot.widths;
     core.buffer = MixingBuffer.restore(
       snapshot.widths,

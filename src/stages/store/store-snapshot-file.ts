@@ -119,6 +119,31 @@ function checkMeta(raw: string | undefined, file: string): Meta {
   return meta;
 }
 
+/** Every hook's buffer holds the same rows, and the slots name distinct rows among them. */
+function checkSlots(
+  file: string,
+  slots: Int32Array,
+  buffer: Record<string, Float32Array>,
+  widths: Record<string, number>,
+): void {
+  const capacities = new Set(
+    Object.entries(widths).map(([hook, d]) => (buffer[hook] as Float32Array).length / d),
+  );
+  if (capacities.size !== 1)
+    throw new UserError(
+      `${file}: the buffer tensors hold different numbers of rows (${[...capacities].join(', ')})`,
+    );
+  const capacity = [...capacities][0] as number;
+  const used = new Uint8Array(capacity);
+  for (const s of slots) {
+    if (s < 0 || s >= capacity || used[s])
+      throw new UserError(
+        `${file}: buffer_slots names row ${s}, outside the buffer's ${capacity} rows or twice`,
+      );
+    used[s] = 1;
+  }
+}
+
 /** Reads `store.safetensors`; anything missing or inconsistent is a UserError naming the file and the part. */
 export async function readStoreSnapshot(file: string): Promise<StoreSnapshot> {
   const { metadata, tensors } = await readSafetensors(file);
@@ -144,6 +169,13 @@ export async function readStoreSnapshot(file: string): Promise<StoreSnapshot> {
       ),
     }));
   const slots = tensor('buffer_slots', 'I32', null, 1) as Int32Array;
+  const buffer = Object.fromEntries(
+    Object.entries(meta.widths).map(([hook, d]) => [
+      hook,
+      tensor(`buffer.${hook}`, 'F32', null, d) as Float32Array,
+    ]),
+  );
+  checkSlots(file, slots, buffer, meta.widths);
   return {
     inputBatches: meta.input_batches,
     inputRows: meta.input_rows,
@@ -151,12 +183,7 @@ export async function readStoreSnapshot(file: string): Promise<StoreSnapshot> {
     widths: meta.widths,
     factors: meta.factors,
     buffer: {
-      data: Object.fromEntries(
-        Object.entries(meta.widths).map(([hook, d]) => [
-          hook,
-          tensor(`buffer.${hook}`, 'F32', null, d) as Float32Array,
-        ]),
-      ),
+      data: buffer,
       slots: new Uint32Array(slots.buffer, slots.byteOffset, slots.length),
       rngState: meta.rng_state,
     },
