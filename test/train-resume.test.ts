@@ -131,6 +131,21 @@ describe('resuming a training run without recomputation', () => {
     expect(weights(part).equals(weights(whole))).toBe(true);
   });
 
+  it('still resumes a checkpoint without the store (written before it was saved) by replaying the stream', async () => {
+    const args = [
+      ...['--model', MODEL_F32, '--dataset', dataset(), '--context_size', '32', '--no-prepend_bos'],
+      ...['--disable_concat_sequences', ...training],
+    ];
+    const whole = tmp('whole-old');
+    await run([...args, '--out', whole]);
+    const part = await interrupted(args, 8);
+    rmSync(path.join(part, 'checkpoint', STORE_SNAPSHOT_FILE));
+    const resumed = await run(['--resume', part]);
+    expect(resumed?.result).toMatchObject({ status: 'completed' });
+    expect(readFileSync(path.join(part, 'run.log'), 'utf8')).toMatch(/no activation store: replaying/);
+    expect(weights(part).equals(weights(whole))).toBe(true);
+  });
+
   it('continues from a periodic checkpoint of a run killed without warning as if it had not stopped', async () => {
     const args = [
       '--model',
