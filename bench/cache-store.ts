@@ -1,16 +1,18 @@
 // Activation cache and store throughput, against the physical limit measured in the same run:
 //  - write: cacheWriter (Parquet shards) vs writing the same bytes as a plain file copy;
 //  - read: cacheReader vs reading those shard files back raw;
-//  - store: cacheReader -> activationStore (SAELens mixing buffer) tokens/s and peak RSS, measured in a fresh
-//    process that streams a cache several times larger than the store's buffer.
+//  - store: cacheReader -> activationStore (SAELens mixing buffer) tokens/s and peak RSS, each measured in a
+//    fresh process that streams the cache (several passes, at least 3x the buffer), for the reader alone and
+//    for two buffer sizes: the store's memory is the growth with the buffer (the slope between the two),
+//    the reader's (parquet-wasm's heap, Arrow batches) a fixed overhead that does not depend on it.
 //
-//   npx tsx bench/cache-store.ts [--rows 100000] [--d 768] [--dtype float32|float16] [--buffer_batches 8]
+//   npx tsx bench/cache-store.ts [--rows 100000] [--d 768] [--dtype float32|float16] [--buffer_batches 4,16]
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { from, lastValueFrom, reduce } from 'rxjs';
+import { defer, from, lastValueFrom, reduce, repeat } from 'rxjs';
 import { makeActivationBatch } from '../src/arrow/activation-batch.js';
 import { Flow } from '../src/pipeline/flow.js';
 import { cacheReader, cacheWriter } from '../src/stages/cache/index.js';
@@ -23,7 +25,8 @@ const { values } = parseArgs({
     d: { type: 'string', default: '768' },
     dtype: { type: 'string', default: 'float32' },
     batch_tokens: { type: 'string', default: '4096' },
-    buffer_batches: { type: 'string', default: '8' },
+    buffer_batches: { type: 'string', default: '4,16' },
+    passes: { type: 'string', default: '1' },
     stream: { type: 'string' },
   },
 });
@@ -31,26 +34,31 @@ const rows = Number(values.rows);
 const d = Number(values.d);
 const dtype = values.dtype as 'float32' | 'float16';
 const batchTokens = Number(values.batch_tokens);
-const bufferBatches = Number(values.buffer_batches);
+const bufferSizes = values.buffer_batches.split(',').map(Number);
 const hook = 'blocks.8.hook_resid_pre';
 const mb = (bytes: number) => bytes / 1e6;
 
-async function streamThroughStore(cache: string): Promise<void> {
+/** Streams `passes` passes over the cache through a store of `bufferBatches` batches (0: the reader alone). */
+async function streamThroughStore(cache: string, bufferBatches: number, passes: number): Promise<void> {
   const base = process.memoryUsage().rss;
   let peak = base;
   const timer = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 20);
   const t0 = performance.now();
-  const served = await lastValueFrom(
-    cacheReader({ path: cache, hooks: [hook], flow: new Flow(4) }).pipe(
-      activationStore({
-        hooks: [hook],
-        trainBatchSizeTokens: batchTokens,
-        nBatchesInBuffer: bufferBatches,
-        seed: 0,
-      }),
-      reduce((n, b) => n + b.rows, 0),
-    ),
-  );
+  const flow = new Flow(4);
+  const reader = defer(() => cacheReader({ path: cache, hooks: [hook], flow })).pipe(repeat(passes));
+  const count =
+    bufferBatches === 0
+      ? reader.pipe(reduce((n, b) => n + b.numRows, 0))
+      : reader.pipe(
+          activationStore({
+            hooks: [hook],
+            trainBatchSizeTokens: batchTokens,
+            nBatchesInBuffer: bufferBatches,
+            seed: 0,
+          }),
+          reduce((n, b) => n + b.rows, 0),
+        );
+  const served = await lastValueFrom(count);
   const seconds = (performance.now() - t0) / 1000;
   clearInterval(timer);
   const result = { tokens_per_s: served / seconds, base_rss_mb: mb(base), peak_rss_mb: mb(peak) };
@@ -58,7 +66,7 @@ async function streamThroughStore(cache: string): Promise<void> {
 }
 
 if (values.stream) {
-  await streamThroughStore(values.stream);
+  await streamThroughStore(values.stream, bufferSizes[0] as number, Number(values.passes));
   process.exit(0);
 }
 
@@ -103,20 +111,26 @@ const readRows = await lastValueFrom(
 );
 const readSeconds = (performance.now() - t) / 1000;
 
-const child = spawnSync(
-  process.execPath,
-  [...process.execArgv, ...process.argv.slice(1), '--stream', cacheDir],
-  {
-    encoding: 'utf8',
-  },
-);
-if (child.status !== 0) throw new Error(child.stderr);
-const store = JSON.parse(child.stdout.trim().split('\n').at(-1) as string) as {
+interface StreamResult {
   tokens_per_s: number;
   base_rss_mb: number;
   peak_rss_mb: number;
-};
-const bufferMb = mb(bufferBatches * batchTokens * d * 4);
+}
+const bufferMb = (batches: number) => mb(batches * batchTokens * d * 4);
+const passesFor = (batches: number) => Math.max(2, Math.ceil((3 * batches * batchTokens) / rows));
+function stream(bufferBatches: number, passes: number): StreamResult {
+  const args = ['--stream', cacheDir, '--buffer_batches', String(bufferBatches), '--passes', String(passes)];
+  const child = spawnSync(process.execPath, [...process.execArgv, ...process.argv.slice(1), ...args], {
+    encoding: 'utf8',
+  });
+  if (child.status !== 0) throw new Error(child.stderr);
+  return JSON.parse(child.stdout.trim().split('\n').at(-1) as string) as StreamResult;
+}
+const above = (r: StreamResult) => r.peak_rss_mb - r.base_rss_mb;
+const largest = Math.max(...bufferSizes);
+const readerAlone = stream(0, passesFor(largest));
+const stores = bufferSizes.map((b) => ({ batches: b, result: stream(b, passesFor(largest)) }));
+const store = stores.at(-1)!.result;
 
 console.log(
   `${rows} rows x ${d} ${dtype}: ${mb(logicalBytes).toFixed(0)} MB in memory, ${mb(diskBytes).toFixed(0)} MB on disk in ${shards.length} shard(s)`,
@@ -133,9 +147,26 @@ console.log(
   `| cacheReader (checksums on) | ${(mb(logicalBytes) / readSeconds).toFixed(0)} | ${(readRows / readSeconds).toFixed(0)} | ${(rawReadSeconds / readSeconds).toFixed(3)} |`,
 );
 console.log(`| cacheReader -> activationStore | - | ${store.tokens_per_s.toFixed(0)} | - |`);
+const passes = passesFor(largest);
 console.log(
-  `store buffer ${bufferBatches} x ${batchTokens} tokens = ${bufferMb.toFixed(0)} MB; the cache is ${(mb(rows * d * 4) / bufferMb).toFixed(1)}x the buffer; ` +
-    `streaming process RSS ${store.base_rss_mb.toFixed(0)} MB at start, peak ${store.peak_rss_mb.toFixed(0)} MB; ` +
-    `peak above start ${(store.peak_rss_mb - store.base_rss_mb).toFixed(0)} MB = ${((store.peak_rss_mb - store.base_rss_mb) / bufferMb).toFixed(2)}x the buffer`,
+  `streaming ${passes} passes over the cache (${((passes * rows * d * 4) / (largest * batchTokens * d * 4)).toFixed(1)}x the largest buffer), peak RSS above the process's start:`,
 );
+console.log(
+  `  reader alone: ${above(readerAlone).toFixed(0)} MB (the fixed overhead: parquet-wasm's heap, Arrow batches)`,
+);
+for (const { batches, result } of stores) {
+  const b = bufferMb(batches);
+  console.log(
+    `  reader + store, buffer ${batches} x ${batchTokens} tokens = ${b.toFixed(0)} MB: ${above(result).toFixed(0)} MB = ` +
+      `${(above(result) / b).toFixed(2)}x the buffer; the store's share (above the reader alone) ${((above(result) - above(readerAlone)) / b).toFixed(2)}x`,
+  );
+}
+if (stores.length >= 2) {
+  const [lo, hi] = [stores[0]!, stores.at(-1)!];
+  const slope = (above(hi.result) - above(lo.result)) / (bufferMb(hi.batches) - bufferMb(lo.batches));
+  const overhead = above(lo.result) - slope * bufferMb(lo.batches);
+  console.log(
+    `  peak = ${slope.toFixed(2)}x the buffer + ${overhead.toFixed(0)} MB (fit through the two buffer sizes; the target is under 2x plus a fixed overhead)`,
+  );
+}
 rmSync(dir, { recursive: true, force: true });

@@ -6,18 +6,15 @@
 // batches -> one optimiser step per batch -> metrics, progress, checkpoints -> the saved SAEs.
 import { defer, finalize, mergeMap, skip, takeWhile } from 'rxjs';
 import { definePipeline, opt, UserError, type RunContext } from '../src/pipeline/index.js';
-import { cacheReader } from '../src/stages/cache/index.js';
-import { modelActivations } from '../src/stages/model/index.js';
-import { activationStore } from '../src/stages/store/index.js';
-import { documentSource, pack, tokenize } from '../src/stages/text/index.js';
+import { activationStore, storeCheckpointPart, StoreTracker } from '../src/stages/store/index.js';
 import {
   checkpointEvery,
-  cycleUntilStopped,
   finishTraining,
   prepareTraining,
   recordStepMetrics,
   reportTrainingProgress,
-  requireTokensPerPass,
+  STREAM_START,
+  trainingActivations,
   trainSteps,
   trainingOptions,
   type TrainingConfig,
@@ -29,39 +26,21 @@ import { SAELENS_RUNNER_NAMES } from '../src/stages/train/saelens-names.js';
 export function trainSaes(cfg: TrainingConfig, ctx: RunContext, kind: TrainingKind) {
   return defer(async () => {
     const run = await prepareTraining(cfg, ctx, kind);
-    const { trainer, model, hooks, tokenizer } = run;
+    const { trainer, hooks } = run;
     const flow = ctx.flow;
-    const activations = () => {
-      if (model === null || tokenizer === null) return cacheReader({ path: cfg.activations!, hooks, flow });
-      // A dataset too small for one training batch fails its first pass instead of cycling forever.
-      const enough = requireTokensPerPass({
-        need: cfg.train_batch_size_tokens,
-        dataset: cfg.dataset,
-        contextSize: cfg.context_size,
-        flow,
-      });
-      return documentSource(cfg.dataset, { shuffle: true, seed: cfg.seed }, flow).pipe(
-        tokenize(tokenizer),
-        enough.countTokens,
-        pack({
-          contextSize: cfg.context_size,
-          batchSize: cfg.store_batch_size_prompts,
-          tokenizer,
-          prependBos: run.prependBos,
-          disableConcatSequences: cfg.disable_concat_sequences,
-        }),
-        enough.checkWindows,
-        modelActivations({ model, hooks, flow }),
-      );
-    };
-    // SAELens cycles its data until every SAE has seen its training_tokens.
-    return cycleUntilStopped(activations, flow).pipe(
+    const tracker = new StoreTracker(() => trainer.batches);
+    trainer.addCheckpointPart(storeCheckpointPart(tracker));
+    // A resumed run's store holds what it had received; its input restarts right after that.
+    return trainingActivations(cfg, run, run.store ?? STREAM_START, flow).pipe(
       activationStore({
         hooks,
         trainBatchSizeTokens: cfg.train_batch_size_tokens,
         nBatchesInBuffer: cfg.n_batches_in_buffer,
         seed: cfg.seed,
         excludeTokenIds: run.excludeTokenIds,
+        tracker,
+        resume: run.store ?? undefined,
+        stopped: () => flow.stopped,
       }),
       skip(run.resumeBatches),
       takeWhile(() => !trainer.done && !flow.stopped),

@@ -56,6 +56,28 @@ describe('cache reader', () => {
     expect([...(activationIds(all)?.token ?? [])]).toEqual([...(activationIds(want)?.token ?? [])]);
   });
 
+  it('starts at startRow, mid-shard, with batches counted from there', async () => {
+    const batches = await read({ batchRows: 64, startRow: 150 });
+    expect(batches.map((b) => b.numRows)).toEqual([64, 64, 22]);
+    const all = concatActivationBatches(batches);
+    const want = syntheticBatch(150, ROWS - 150);
+    for (const h of HOOKS) expect(hookMatrix(all, h.name)).toEqual(hookMatrix(want, h.name));
+    expect([...(activationIds(all)?.seq ?? [])]).toEqual([...(activationIds(want)?.seq ?? [])]);
+    expect(await read({ startRow: ROWS })).toEqual([]);
+    expect(() => cacheReader({ path: cache, startRow: -1 })).toThrow(/startRow must be a row number/);
+  });
+
+  it('seeking neither opens nor hashes the shards before startRow', async () => {
+    const dir = copyOfCache();
+    const shard = join(dir, 'shard-00000.parquet');
+    const bytes = readFileSync(shard);
+    for (let i = 0; i < bytes.length; i++) bytes[i] = (bytes[i] as number) ^ 0xff;
+    writeFileSync(shard, bytes);
+    await expect(read({ path: dir })).rejects.toThrow(/shard-00000\.parquet: sha256 is/);
+    const rest = await read({ path: dir, startRow: 93 });
+    expect(rest.reduce((n, b) => n + b.numRows, 0)).toBe(ROWS - 93);
+  });
+
   it('reads only the hooks asked for, in that order, and can leave out the ids', async () => {
     const name = HOOKS[1]!.name;
     const batches = await read({ hooks: [name], includeIds: false, batchRows: 1000 });

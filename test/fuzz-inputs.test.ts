@@ -10,6 +10,8 @@ import { serializeSafetensors, readSafetensors } from '../src/io/safetensors.js'
 import { isUserError } from '../src/pipeline/errors.js';
 import { readSaeFolder } from '../src/sae/index.js';
 import { cacheReader, cacheWriter } from '../src/stages/cache/index.js';
+import { readStoreSnapshot, STORE_SNAPSHOT_FILE, writeStoreSnapshotSync } from '../src/stages/store/index.js';
+import { ActivationStoreCore } from '../src/stages/store/store-core.js';
 import { readDocuments } from '../src/stages/text/index.js';
 import { mulberry32, type Random } from '../src/util/random.js';
 import { HOOKS, collect, makeTempDir, syntheticStream } from './cache-test-helpers.js';
@@ -226,6 +228,28 @@ describe('fuzzed inputs end in a result or a UserError, never a crash, hang or w
           : damageSafetensors(original, r),
       );
       await outcome(`SAE folder with damaged ${victim} (case ${i})`, () => readSaeFolder(dir));
+    }
+  });
+
+  it('activation store checkpoints (store.safetensors)', async () => {
+    const r = mulberry32(6);
+    const options = { hooks: [HOOKS[0]!.name], trainBatchSizeTokens: 8, nBatchesInBuffer: 4, seed: 1 };
+    const input = syntheticStream([30, 30, 30, 30]);
+    let consumed = 0;
+    const core = new ActivationStoreCore({ ...options, consumed: () => consumed });
+    for (const batch of input.slice(0, 2)) consumed = Math.max(0, consumed + core.push(batch).length - 1);
+    const file = join(fresh('store'), STORE_SNAPSHOT_FILE);
+    writeStoreSnapshotSync(file, core.snapshot(consumed)!);
+    const bytes = readFileSync(file);
+    for (let i = 0; i < CASES_PER_TARGET; i++) {
+      const damaged = join(fresh('store'), STORE_SNAPSHOT_FILE);
+      writeFileSync(damaged, damageSafetensors(bytes, r));
+      await outcome(`store checkpoint (case ${i})`, async () => {
+        const restored = ActivationStoreCore.restore(await readStoreSnapshot(damaged), options);
+        const served = restored.queued();
+        for (const batch of input.slice(2)) served.push(...restored.push(batch));
+        return [...served, ...restored.finish()];
+      });
     }
   });
 

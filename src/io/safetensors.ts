@@ -5,6 +5,7 @@
  * positioned reads straight into freshly allocated typed arrays (so every array is aligned, whatever the
  * offsets in the file). Writes lay tensors out exactly as the Rust library does and go through a temp file.
  */
+import { closeSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { open, rename, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { endianness } from 'node:os';
@@ -291,6 +292,39 @@ export async function writeSafetensors(
     await rename(tmp, path);
   } catch (e) {
     await unlink(tmp).catch(() => undefined);
+    throw e;
+  }
+}
+
+/**
+ * `writeSafetensors` without yielding to the event loop: the file holds the arrays exactly as they were
+ * when it was called, even when other code would change them the moment it ran (a live buffer).
+ */
+export function writeSafetensorsSync(
+  path: string,
+  tensors: Record<string, Tensor>,
+  metadata?: Record<string, string>,
+): void {
+  const { header, layout } = prepareWrite(tensors, metadata);
+  const tmp = tempPathFor(path);
+  try {
+    const fd = openSync(tmp, 'w');
+    try {
+      for (const bytes of [header, ...layout.map((e) => bytesOf(e.tensor.data))]) {
+        for (let done = 0; done < bytes.length;) {
+          done += writeSync(fd, bytes, done, Math.min(IO_CHUNK, bytes.length - done));
+        }
+      }
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, path);
+  } catch (e) {
+    try {
+      unlinkSync(tmp);
+    } catch {
+      // the temp file may never have been created
+    }
     throw e;
   }
 }

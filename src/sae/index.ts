@@ -19,7 +19,7 @@ export type {
   TrainingNormalization,
 } from './config.js';
 export { SaeTrainer, TRAINER_MANIFEST } from './trainer.js';
-export type { TrainerStepResult, TrainingBatch } from './trainer.js';
+export type { CheckpointPart, TrainerStepResult, TrainingBatch } from './trainer.js';
 export { TrainingSae } from './training-sae.js';
 export type { SaeStepMetrics } from './training-sae.js';
 export type { DensityHistogram, SparsityReport } from './firing-stats.js';

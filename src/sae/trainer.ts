@@ -39,6 +39,12 @@ export interface TrainerStepResult {
 
 export const TRAINER_MANIFEST = 'trainer.json';
 
+/**
+ * Writes another stage's state into a checkpoint being assembled in `dir`, for a trainer that has consumed
+ * `batches` batches. No step runs while it does, so that count holds throughout.
+ */
+export type CheckpointPart = (dir: string, batches: number) => void | Promise<void>;
+
 interface Manifest {
   format: 'saeflow-sae-trainer';
   version: 1;
@@ -57,6 +63,9 @@ export class SaeTrainer {
 
   /** Steps and checkpoints run one at a time (downstream stages save while upstream ones train). */
   private exclusive: Promise<unknown> = Promise.resolve();
+
+  /** Writers of the state that other stages add to every resumable checkpoint (see `addCheckpointPart`). */
+  private readonly parts: CheckpointPart[] = [];
 
   private constructor(readonly saes: TrainingSae[]) {}
 
@@ -351,8 +360,17 @@ export class SaeTrainer {
           saes: this.saes.map((s) => s.name),
         };
         await writeFile(path.join(tmp, TRAINER_MANIFEST), `${JSON.stringify(manifest, null, 2)}\n`);
+        for (const part of this.parts) await part(tmp, this.batches);
       }
     });
+  }
+
+  /**
+   * Adds state that belongs with the trainer's in every resumable checkpoint, so that both describe the
+   * same moment (the activation store that feeds it: resuming then needs no replay of its input).
+   */
+  addCheckpointPart(part: CheckpointPart): void {
+    this.parts.push(part);
   }
 
   dispose(): void {

@@ -34,6 +34,11 @@ export interface CacheReaderOptions {
   readonly verifyChecksums?: boolean;
   /** Include seq/pos/token when the source has them (default true). */
   readonly includeIds?: boolean;
+  /**
+   * Row of the whole source (files in order) to start at: files that end before it are neither opened nor
+   * hashed, and the file it falls in is decoded from there on. How a resumed run seeks in a cache.
+   */
+  readonly startRow?: number;
   readonly flow?: Flow;
 }
 
@@ -45,6 +50,10 @@ function checkOptions(o: CacheReaderOptions): void {
   const n = o.batchRows;
   if (n !== undefined && !(Number.isSafeInteger(n) && n > 0)) {
     throw new UserError(`cache reader: option batchRows must be a positive integer, got ${String(n)}`);
+  }
+  const start = o.startRow;
+  if (start !== undefined && !(Number.isSafeInteger(start) && start >= 0)) {
+    throw new UserError(`cache reader: option startRow must be a row number, got ${String(start)}`);
   }
   if (o.hooks !== undefined && (o.hooks.length === 0 || new Set(o.hooks).size !== o.hooks.length)) {
     throw new UserError('cache reader: option hooks must be a non-empty list of distinct hook names');
@@ -85,11 +94,17 @@ export async function* readActivationBatches(options: CacheReaderOptions): Async
   const batchRows = options.batchRows ?? DEFAULT_BATCH_ROWS;
   const rechunker = new ActivationRechunker(batchRows);
   const columns = [...(layout.hasIds ? ID_COLUMNS : []), ...layout.hooks.map((h) => h.name)];
+  let skip = options.startRow ?? 0;
   for (const file of info.files) {
+    if (skip >= file.rows) {
+      skip -= file.rows;
+      continue;
+    }
     if (info.kind === 'cache' && (options.verifyChecksums ?? true)) await verifyChecksum(file);
-    for await (const batch of readFile(file, info, layout, columns, batchRows)) {
+    for await (const batch of readFile(file, info, layout, columns, batchRows, skip)) {
       for (const out of rechunker.push(batch)) yield out;
     }
+    skip = 0;
   }
   const rest = rechunker.flush();
   if (rest) yield rest;
@@ -110,6 +125,7 @@ async function* readFile(
   layout: ActivationLayout,
   columns: readonly string[],
   batchRows: number,
+  firstRow: number,
 ): AsyncGenerator<ActivationBatch> {
   const source = await openParquet(file.path);
   try {
@@ -123,8 +139,8 @@ async function* readFile(
         source.schema.fields.find((f) => f.name === h.name),
         h,
       );
-    let row = 0;
-    for await (const raw of source.batches({ columns, batchSize: batchRows })) {
+    let row = firstRow;
+    for await (const raw of source.batches({ columns, batchSize: batchRows, offset: firstRow })) {
       yield normalizeBatch(raw, layout, file.path, row);
       row += raw.numRows;
     }

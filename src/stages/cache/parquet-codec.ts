@@ -53,8 +53,15 @@ export interface ParquetSource {
   readonly numRowGroups: number;
   /** The Arrow schema of the file (from its ARROW:schema metadata when present, else from the Parquet schema). */
   readonly schema: Schema;
-  /** Streams record batches of at most `batchSize` rows holding only `columns` (all when omitted). */
-  batches(options: { columns?: readonly string[]; batchSize: number }): AsyncIterable<RecordBatch>;
+  /**
+   * Streams record batches of at most `batchSize` rows holding only `columns` (all when omitted), from row
+   * `offset` on (row groups that end before it are not decoded).
+   */
+  batches(options: {
+    columns?: readonly string[];
+    batchSize: number;
+    offset?: number;
+  }): AsyncIterable<RecordBatch>;
   close(): void;
 }
 
@@ -146,7 +153,7 @@ export async function openParquet(path: string): Promise<ParquetSource> {
 async function* readBatches(
   file: parquetWasm.ParquetFile,
   path: string,
-  options: { columns?: readonly string[]; batchSize: number },
+  options: { columns?: readonly string[]; batchSize: number; offset?: number },
 ): AsyncGenerator<RecordBatch> {
   let stream: ReadableStream<parquetWasm.RecordBatch>;
   const guard = new WasmGuard(path);
@@ -155,6 +162,7 @@ async function* readBatches(
       file.stream({
         batchSize: options.batchSize,
         ...(options.columns ? { columns: [...options.columns] } : {}),
+        ...(options.offset ? { offset: options.offset } : {}),
       }),
     );
   } catch (err) {

@@ -10,10 +10,6 @@ export interface RowBlock {
 
 export type HookWidths = Readonly<Record<string, number>>;
 
-export function emptyBlock(widths: HookWidths): RowBlock {
-  return { rows: 0, hooks: Object.fromEntries(Object.keys(widths).map((h) => [h, new Float32Array(0)])) };
-}
-
 export function concatBlocks(blocks: readonly RowBlock[], widths: HookWidths): RowBlock {
   const rows = blocks.reduce((n, b) => n + b.rows, 0);
   const hooks: Record<string, Float32Array> = {};
@@ -27,15 +23,6 @@ export function concatBlocks(blocks: readonly RowBlock[], widths: HookWidths): R
     hooks[hook] = out;
   }
   return { rows, hooks };
-}
-
-/** Rows [start, end) as views (no copy). */
-export function sliceBlock(block: RowBlock, widths: HookWidths, start: number, end: number): RowBlock {
-  const hooks: Record<string, Float32Array> = {};
-  for (const [hook, d] of Object.entries(widths)) {
-    hooks[hook] = (block.hooks[hook] as Float32Array).subarray(start * d, end * d);
-  }
-  return { rows: end - start, hooks };
 }
 
 /** A new block whose row i is `block`'s row `order[i]`. */
@@ -55,44 +42,4 @@ export function gatherRows(
     hooks[hook] = out;
   }
   return { rows: order.length, hooks };
-}
-
-/**
- * Rows `order[start..end)` of the concatenation of `blocks`, gathered straight from them: the same rows
- * as `gatherRows(concatBlocks(blocks), order.subarray(start, end))` without the concatenated copy.
- */
-export function gatherFromBlocks(
-  blocks: readonly RowBlock[],
-  widths: HookWidths,
-  order: Uint32Array,
-  start = 0,
-  end = order.length,
-): RowBlock {
-  const firstRows = new Float64Array(blocks.length + 1);
-  blocks.forEach((b, i) => (firstRows[i + 1] = (firstRows[i] as number) + b.rows));
-  // The block of each wanted row, by binary search over the blocks' first rows.
-  const blockOf = new Uint32Array(end - start);
-  for (let i = start; i < end; i++) {
-    const r = order[i] as number;
-    let lo = 0;
-    let hi = blocks.length - 1;
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >> 1;
-      if ((firstRows[mid] as number) <= r) lo = mid;
-      else hi = mid - 1;
-    }
-    blockOf[i - start] = lo;
-  }
-  const hooks: Record<string, Float32Array> = {};
-  for (const [hook, d] of Object.entries(widths)) {
-    const out = new Float32Array((end - start) * d);
-    for (let i = start; i < end; i++) {
-      const b = blockOf[i - start] as number;
-      const r = (order[i] as number) - (firstRows[b] as number);
-      const src = (blocks[b] as RowBlock).hooks[hook] as Float32Array;
-      out.set(src.subarray(r * d, r * d + d), (i - start) * d);
-    }
-    hooks[hook] = out;
-  }
-  return { rows: end - start, hooks };
 }

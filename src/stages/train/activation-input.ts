@@ -43,6 +43,8 @@ export interface ActivationInput {
   specialTokenIds: readonly number[];
   /** The prepend_bos default: the model family's, or what the cache was written with. */
   prependBos: boolean;
+  /** Rows (tokens) in one pass over the cache; null for a model, whose passes are only known once run. */
+  rowsPerPass: number | null;
   /** Releases the model's weights. */
   dispose(): void;
 }
@@ -86,6 +88,7 @@ export async function openActivationInput(
       // Caches from before other tokenizers existed, and plain Parquet files, are taken to be GPT-2's.
       specialTokenIds: info.manifest?.special_token_ids ?? [GPT2_BOS_ID],
       prependBos: info.manifest?.prepend_bos ?? true,
+      rowsPerPass: info.totalRows,
       dispose: () => undefined,
     };
   }
@@ -113,6 +116,7 @@ export async function openActivationInput(
     tokenizer,
     specialTokenIds: tokenizer.specialIds,
     prependBos: tokenizer.prependBos,
+    rowsPerPass: null,
     dispose: () => void model.dispose(),
   };
 }

@@ -10,3 +10,5 @@ export { trainSteps } from './train-steps.js';
 export type { TrainingStep } from './train-steps.js';
 export { prepareTraining, trainingOptions } from './training-pipeline.js';
 export type { PreparedTraining, TrainingConfig, TrainingKind } from './training-pipeline.js';
+export { STREAM_START, trainingActivations } from './training-activations.js';
+export type { StreamStart } from './training-activations.js';

@@ -8,6 +8,7 @@ import { SaeTrainer, TRAINER_MANIFEST, architectureNames, architectureOf } from 
 import { ENGINES, resolveEngine } from '../../engine/engines.js';
 import type { ActivationEngine } from '../model/index.js';
 import type { Tokenizer } from '../../tokenizer/index.js';
+import { readStoreSnapshot, STORE_SNAPSHOT_FILE, type StoreSnapshot } from '../store/index.js';
 import { modelShape, openActivationInput } from './activation-input.js';
 import { sweepSaeName } from './sae-names.js';
 import {
@@ -137,8 +138,15 @@ export interface PreparedTraining {
   model: ActivationEngine | null;
   checkpointDir: string;
   outputDir: string;
-  /** Training batches a resumed run skips (the checkpoint has consumed them). */
+  /**
+   * Training batches a resumed run replays and skips: only for a checkpoint without the activation store's
+   * state (written before it was saved); otherwise 0 and `store` continues the stream.
+   */
   resumeBatches: number;
+  /** The activation store as checkpointed, when resuming from a checkpoint that has it. */
+  store: StoreSnapshot | null;
+  /** Rows in one pass over the cache (to seek in it), or null for a model. */
+  rowsPerPass: number | null;
   /** Tokens the activation store leaves out (the special tokens). */
   excludeTokenIds: number[];
   /** The model's tokenizer, or null when the activations come from a cache. */
@@ -266,10 +274,8 @@ export async function prepareTraining(
         `SAE ${c.name}: ${c.architecture} ${c.hook_name}${c.d_out ? ` -> ${c.d_out}` : ''}, d_in ${c.d_in}, d_sae ${c.d_sae}, ${c.training_tokens} tokens`,
       );
     }
-    if (resuming)
-      ctx.log.info(
-        `resuming from ${checkpointDir} after ${trainer.batches} batches (replaying the activation stream to that point)`,
-      );
+    const store = resuming ? await savedStore(checkpointDir, trainer.batches) : null;
+    if (resuming) ctx.log.info(resumeNote(checkpointDir, trainer.batches, store, input.rowsPerPass));
     for (const note of shortRunNotes(trainer.configs)) ctx.log.info(note);
     ctx.progress.setTotal(Math.max(...trainer.configs.map((c) => c.training_tokens)));
     return {
@@ -278,7 +284,9 @@ export async function prepareTraining(
       model: input.model,
       checkpointDir,
       outputDir: path.join(ctx.runDir, 'saes'),
-      resumeBatches: trainer.batches,
+      resumeBatches: store ? 0 : trainer.batches,
+      store,
+      rowsPerPass: input.rowsPerPass,
       excludeTokenIds: cfg.exclude_special_tokens ? [...input.specialTokenIds] : [],
       tokenizer: input.tokenizer,
       prependBos,
@@ -291,4 +299,28 @@ export async function prepareTraining(
     input.dispose();
     throw e;
   }
+}
+
+/** The activation store saved with a checkpoint, checked to belong to the trainer's state beside it. */
+async function savedStore(dir: string, batches: number): Promise<StoreSnapshot | null> {
+  const file = path.join(dir, STORE_SNAPSHOT_FILE);
+  if (!existsSync(file)) return null;
+  const store = await readStoreSnapshot(file);
+  if (store.nextIndex !== batches) {
+    throw new UserError(
+      `${file}: the activation store continues at batch ${store.nextIndex} but ${TRAINER_MANIFEST} says ${batches} batches were trained`,
+    );
+  }
+  return store;
+}
+
+function resumeNote(dir: string, batches: number, store: StoreSnapshot | null, rowsPerPass: number | null) {
+  const start = `resuming from ${dir} after ${batches} batches`;
+  if (!store)
+    return `${start} (its checkpoint has no activation store: replaying the activation stream to that point)`;
+  const skipped =
+    rowsPerPass === null
+      ? `skipping the first ${store.inputBatches} batches of context windows without running the model`
+      : `reading the cache from row ${store.inputRows % rowsPerPass} of ${rowsPerPass}`;
+  return `${start} (the activation store is restored; ${skipped})`;
 }
