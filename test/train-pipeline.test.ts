@@ -206,7 +206,8 @@ describe('SAE training pipelines', () => {
       const weights = (dir: string) =>
         readFileSync(path.join(dir, 'saes', 'standard-blocks.1.hook_resid_pre', 'sae_weights.safetensors'));
       expect(weights(part).equals(weights(whole))).toBe(true);
-    });
+      // Three trainings on TensorFlow.js's wasm backend: 60-90 s alone on 2 cores, more on a loaded machine.
+    }, 300_000);
   }
 
   it('trains an MLP transcoder with a skip connection', async () => {
