@@ -92,6 +92,8 @@ if (values.child !== undefined) {
   await run(steps);
   const seconds = (performance.now() - t0) / 1000;
   sae.dispose();
+  // A released session writes its profile (SAEFLOW_ORT_PROFILE) in the background: let it finish.
+  if (process.env.SAEFLOW_ORT_PROFILE) await new Promise((r) => setTimeout(r, 3000));
   console.log(JSON.stringify({ tokens_per_s: (steps * batch) / seconds }));
   process.exit(0);
 }
