@@ -55,12 +55,13 @@ export interface StepInputs<T> {
 export type TopKPath = 'auto' | 'sparse' | 'dense';
 
 /**
- * k at most d_sae / SPARSE_MIN_RATIO takes the sparse step on onnxruntime. Measured on this project's 2-core
- * CPU (README "Performance", `npx tsx bench/sae-step.ts --paths sparse,dense`): the sparse step's gathered
- * rows and scatter-adds cost about B·k·d_out float reads and writes per product where the dense GEMM costs
- * 2·B·d_sae·d_out flops.
+ * k at most d_sae / SPARSE_MIN_RATIO takes the sparse step on onnxruntime. From the profile of the sparse
+ * step at d_sae 6144, k 32 (README "Performance"): its gathers, batched products and scatter-adds together
+ * cost about one encoder GEMM, and they grow with k, while the dense step spends four more GEMMs of the
+ * encoder's size on what they replace; so the sparse step stops paying near k = d_sae / 48. 64 keeps a
+ * margin, since the gathers and scatters are memory-bound and lose more than GEMMs on a loaded machine.
  */
-export const SPARSE_MIN_RATIO = 32;
+export const SPARSE_MIN_RATIO = 64;
 
 /**
  * Whether a step of `cfg` on `backend` runs sparse. `auto`: the onnx engine, an architecture with a sparse
