@@ -8,7 +8,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { buildSaeStepGraph } from '../src/engine/onnx/sae-step-graph.js';
-import { OnnxSaeStep } from '../src/engine/onnx/onnx-sae-step.js';
+import type { OnnxSaeStep } from '../src/engine/onnx/onnx-sae-step.js';
 import { resolveSaeTrainingConfig } from '../src/sae/config.js';
 import type { SaeTrainingConfigInput } from '../src/sae/index.js';
 import { sparseStepApplies } from '../src/sae/train-step.js';
