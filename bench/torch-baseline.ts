@@ -55,10 +55,6 @@ export function torchThreadCounts(): number[] {
 }
 
 /**
- * Runs `script args --threads N` with `py` for each thread count; returns the last JSON line of each
- * successful run (a failed run is reported on stderr and skipped).
- */
-/**
  * SkylakeX, OpenBLAS's fastest kernel where the processor has AVX-512; elsewhere (this project's machines
  * are not all of one kind) that kernel dies with an illegal instruction, so the environment's choice stays.
  */
@@ -72,6 +68,10 @@ function openblasCoretype(): Record<string, string> {
   return /\bavx512f\b/.test(cpuinfo) ? { OPENBLAS_CORETYPE: 'SkylakeX' } : {};
 }
 
+/**
+ * Runs `script args --threads N` with `py` for each thread count; returns the JSON lines of each
+ * successful run (a failed run is reported on stderr and skipped).
+ */
 export function runTorch(py: string, script: string, args: string[], what: string): TorchLine[] {
   const lines: TorchLine[] = [];
   for (const threads of torchThreadCounts()) {
@@ -86,7 +86,9 @@ export function runTorch(py: string, script: string, args: string[], what: strin
       );
       continue;
     }
-    lines.push(JSON.parse(r.stdout.trim().split('\n').at(-1) as string) as TorchLine);
+    // One JSON line per measurement (sae_step.py prints one per implementation).
+    for (const line of r.stdout.trim().split('\n'))
+      if (line.startsWith('{')) lines.push(JSON.parse(line) as TorchLine);
   }
   return lines;
 }

@@ -309,4 +309,68 @@ describe('op layer: onnx and tfjs backends agree', () => {
       expect(out.t2!.data[(1 * 3 + 2) * 5 + n]).toBeCloseTo(st + (bias.data as Float32Array)[n]!, 5);
     }
   });
+
+  it('sparse selections: top-k values with indices, gathers along an axis, scatter-adds of rows', async () => {
+    const a = randomArray([4, 9], 30);
+    const table = randomArray([9, 3], 31);
+    // Repeated ids (3 twice, 0 twice) must add up.
+    const ids = { shape: [2, 3], data: Int32Array.from([3, 0, 3, 8, 0, 1]) };
+    const upd = randomArray([2, 3, 3], 32);
+    const count = f([], [2]);
+    const { onnx, tfjs } = await both(
+      (o, i) => {
+        const top = o.topK(i.a!, 3);
+        return {
+          // Paired values and indices: reading a at the indices gives the values.
+          values: top.values,
+          readBack: o.gatherLast(i.a!, top.indices),
+          // Rows of the table at the indices: [4, 3, 3]; backends may order ties differently, so
+          // sum over the k axis (order-free) before comparing.
+          rowSums: o.sum(o.gather(i.table!, top.indices), 1),
+          columns: o.gather(i.a!, i.ids!, 1),
+          scattered: o.scatterAddRows(i.table!, i.ids!, i.upd!),
+          scatteredVector: o.scatterAddRows(
+            o.zerosLike(o.slice(o.reshape(i.table!, [-1]), 0, 0, 9)),
+            i.ids!,
+            o.sum(i.upd!, 2),
+          ),
+          dynamicK: o.topK(i.a!, o.intArg(i.count!)).values,
+        };
+      },
+      { a, table, ids, upd, count },
+    );
+    // The k values come in no particular order (the backends differ): compare them sorted, the rest as is.
+    const sortedRows = (r: HostResult, k: number): number[] =>
+      Array.from({ length: r.data.length / k }, (_, i) =>
+        Array.from(r.data.slice(i * k, i * k + k)).sort((p, q) => q - p),
+      ).flat();
+    for (const name of ['rowSums', 'columns', 'scattered', 'scatteredVector'])
+      expectClose(onnx[name]!, tfjs[name]!);
+    expect(sortedRows(onnx.values!, 3)).toEqual(sortedRows(tfjs.values!, 3));
+    expect(sortedRows(onnx.dynamicK!, 2)).toEqual(sortedRows(tfjs.dynamicK!, 2));
+    expect(Array.from(tfjs.readBack!.data)).toEqual(Array.from(tfjs.values!.data));
+    const out = onnx;
+    const A = a.data as Float32Array;
+    for (let r = 0; r < 4; r++) {
+      const row = Array.from(A.slice(r * 9, r * 9 + 9)).sort((p, q) => q - p);
+      const got = Array.from(out.values!.data.slice(r * 3, r * 3 + 3)).sort((p, q) => q - p);
+      for (let j = 0; j < 3; j++) expect(got[j]).toBeCloseTo(row[j]!, 6);
+    }
+    expect(Array.from(out.readBack!.data)).toEqual(Array.from(out.values!.data));
+    expect(out.rowSums!.shape).toEqual([4, 3]);
+    expect(out.columns!.shape).toEqual([4, 2, 3]);
+    expect(out.columns!.data[1 * 6 + 1 * 3 + 0]).toBe(A[1 * 9 + 8]);
+    expect(out.dynamicK!.shape).toEqual([4, 2]);
+    // Row 3 of the table received updates (0, 0) and (0, 2); row 0 received (0, 1) and (1, 1).
+    const T = table.data as Float32Array;
+    const U = upd.data as Float32Array;
+    for (let c = 0; c < 3; c++) {
+      expect(out.scattered!.data[3 * 3 + c]).toBeCloseTo(T[3 * 3 + c]! + U[0 * 3 + c]! + U[2 * 3 + c]!, 5);
+      expect(out.scattered!.data[0 * 3 + c]).toBeCloseTo(T[0 * 3 + c]! + U[1 * 3 + c]! + U[4 * 3 + c]!, 5);
+      expect(out.scattered!.data[2 * 3 + c]).toBe(T[2 * 3 + c]);
+    }
+    const rowSum = (r: number): number => U[r * 3]! + U[r * 3 + 1]! + U[r * 3 + 2]!;
+    expect(out.scatteredVector!.data[3]).toBeCloseTo(rowSum(0) + rowSum(2), 5);
+    expect(out.scatteredVector!.data[5]).toBe(0);
+  });
 });

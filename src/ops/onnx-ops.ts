@@ -196,7 +196,8 @@ export class OnnxOps implements Ops<string> {
 
   expandLike = (a: string, like: string): string => this.op('Expand', [a, this.op('Shape', [like])]);
 
-  gather = (table: string, ids: string): string => this.op('Gather', [table, ids], { axis: int(0) });
+  gather = (table: string, ids: string, axis = 0): string =>
+    this.op('Gather', [table, ids], { axis: int(axis) });
 
   gatherLast = (a: string, ids: string): string =>
     this.op('GatherElements', [a, this.op('Cast', [ids], { to: int(TensorElemType.INT64) })], {
@@ -264,6 +265,31 @@ export class OnnxOps implements Ops<string> {
     ]);
     return this.toFloat(range);
   }
+
+  // ---- appended for the sparse TopK step
+
+  topK(a: string, k: IntArg<string>): { values: string; indices: string } {
+    const kName = typeof k === 'number' ? this.i64([k]) : k;
+    const [values, indices] = this.b.multi('TopK', [a, kName], this.prefix, 2, {
+      axis: int(-1),
+      largest: int(1),
+      sorted: int(0),
+    });
+    return { values: values!, indices: indices! };
+  }
+
+  scatterAddRows(base: string, ids: string, updates: string): string {
+    // ScatterND reads [..., 1] int64 row indices; its reduction loop is single-threaded, so callers keep
+    // `updates` to the selected rows only (bench/onnx-kernels.ts times it against the dense GEMM).
+    const index = this.op('Unsqueeze', [
+      this.op('Cast', [ids], { to: int(TensorElemType.INT64) }),
+      this.i64([-1]),
+    ]);
+    return this.op('ScatterND', [base, index, updates], { reduction: { kind: 'string', value: 'add' } });
+  }
+
+  intArg = (a: string): string =>
+    this.op('Reshape', [this.op('Cast', [a], { to: int(TensorElemType.INT64) }), this.i64([1])]);
 
   scope<R>(name: string, fn: () => R): R {
     const saved = this.prefix;

@@ -97,8 +97,11 @@ export interface Ops<T> {
   sliceLike(a: T, like: T, likeAxis: number): T;
   /** `a` repeated over leading axes to the shape of `like` (trailing axes must match or be 1). */
   expandLike(a: T, like: T): T;
-  /** Rows of `table` [n, d] at int ids (any shape): [...ids.shape, d]. */
-  gather(table: T, ids: T): T;
+  /**
+   * Slices of `table` at int ids (any shape) along `axis` (default 0): rows of [n, d] give [...ids.shape, d];
+   * axis 1 of [b, n] gives [b, ...ids.shape].
+   */
+  gather(table: T, ids: T, axis?: number): T;
   /** a[..., idx[...]] along the last axis for int ids shaped as `a` but with last axis 1. */
   gatherLast(a: T, ids: T): T;
 
@@ -130,4 +133,18 @@ export interface Ops<T> {
   tile(a: T, reps: readonly number[]): T;
   /** The positions 0, 1, ..., n - 1 as float32 [n], n = like.shape[likeAxis]. */
   positions(like: T, likeAxis: number): T;
+
+  // ---- appended for the sparse TopK step (src/sae/architectures/sparse-topk.ts)
+  /**
+   * The k largest values along the last axis and their int indices (int64 in a graph, int32 eagerly; only
+   * ops taking ids read them), in no particular order but paired: values[i] = a[..., indices[i]].
+   */
+  topK(a: T, k: IntArg<T>): { values: T; indices: T };
+  /**
+   * `base` [n, ...rest] plus `updates` [...ids.shape, ...rest] added at the int row ids (any shape); repeated
+   * ids add up (ScatterND with reduction add).
+   */
+  scatterAddRows(base: T, ids: T, updates: T): T;
+  /** A float scalar holding a whole number, as a size other ops take (TopK's k). */
+  intArg(a: T): IntArg<T>;
 }

@@ -140,7 +140,7 @@ export class TfjsOps implements Ops<Tensor> {
 
   expandLike = (a: Tensor, like: Tensor): Tensor => tf.broadcastTo(a, like.shape);
 
-  gather = (table: Tensor, ids: Tensor): Tensor => tf.gather(table, tf.cast(ids, 'int32'), 0);
+  gather = (table: Tensor, ids: Tensor, axis = 0): Tensor => tf.gather(table, tf.cast(ids, 'int32'), axis);
 
   gatherLast(a: Tensor, ids: Tensor): Tensor {
     // ONNX GatherElements: ids may be shorter than `a` on the leading axes; only that corner is read.
@@ -158,6 +158,19 @@ export class TfjsOps implements Ops<Tensor> {
     const flatIds = tf.add(tf.reshape(tf.cast(ids, 'int32'), [rows, picks]), rowStart);
     return tf.reshape(tf.gather(tf.reshape(corner, [-1]), tf.reshape(flatIds, [-1])), ids.shape);
   }
+
+  topK(a: Tensor, k: IntArg<Tensor>): { values: Tensor; indices: Tensor } {
+    const { values, indices } = tf.topk(a, intValue(k), false);
+    return { values, indices };
+  }
+
+  scatterAddRows(base: Tensor, ids: Tensor, updates: Tensor): Tensor {
+    // tf.scatterND sums the updates of repeated indices, as ScatterND's reduction add does.
+    const index = tf.expandDims(tf.cast(ids, 'int32'), -1);
+    return tf.add(base, tf.scatterND(index, updates, base.shape));
+  }
+
+  intArg = (a: Tensor): number => Math.round(Number((a.dataSync() as ArrayLike<number>)[0]));
 
   layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps: number): Tensor {
     const { mean, variance } = tf.moments(x, -1, true);

@@ -17,15 +17,15 @@ import { adamUpdate } from './optim/adam.js';
 import type { AdamState } from './optim/adam.js';
 
 /**
- * Parameter shapes in the step's layout, in a fixed order (the order of graph inputs and outputs). Both
- * matrices are held as [width, d_sae]: W_enc as the trainer stores it and W_dec transposed
- * (architectures/types.ts says why).
+ * Parameter shapes in the step's layout, in a fixed order (the order of graph inputs and outputs). The
+ * dense step holds both matrices as [width, d_sae]: W_enc as the trainer stores it and W_dec transposed;
+ * the sparse step holds both as rows [d_sae, width] (architectures/types.ts says why).
  */
-export function stepParamShapes(cfg: SaeTrainingConfig): [ParamName, number[]][] {
+export function stepParamShapes(cfg: SaeTrainingConfig, sparse = false): [ParamName, number[]][] {
   const dOut = cfg.d_out ?? cfg.d_in;
   const shapes: [ParamName, number[]][] = [
-    ['W_enc', [cfg.d_in, cfg.d_sae]],
-    ['W_dec', [dOut, cfg.d_sae]],
+    ['W_enc', sparse ? [cfg.d_sae, cfg.d_in] : [cfg.d_in, cfg.d_sae]],
+    ['W_dec', sparse ? [cfg.d_sae, dOut] : [dOut, cfg.d_sae]],
     ['b_dec', [dOut]],
   ];
   if (cfg.skip_connection) shapes.push(['W_skip', [cfg.d_in, dOut]]);
@@ -47,6 +47,45 @@ export interface StepInputs<T> {
   coefficient: T;
   aux?: AuxKInputs<T>;
   keep?: IntArg<T>;
+  /** The sparse topk step, parameters in its rows layout (`stepParamShapes(cfg, true)`). */
+  sparse?: boolean;
+}
+
+/** Which topk step an engine runs: `auto` applies the measured rule of `sparseStepApplies`. */
+export type TopKPath = 'auto' | 'sparse' | 'dense';
+
+/**
+ * k at most d_sae / SPARSE_MIN_RATIO takes the sparse step on onnxruntime. From the profile of the sparse
+ * step at d_sae 6144, k 32 (README "Performance"): its gathers, batched products and scatter-adds together
+ * cost about one encoder GEMM, and they grow with k, while the dense step spends four more GEMMs of the
+ * encoder's size on what they replace; so the sparse step stops paying near k = d_sae / 48. 64 keeps a
+ * margin, since the gathers and scatters are memory-bound and lose more than GEMMs on a loaded machine.
+ */
+export const SPARSE_MIN_RATIO = 64;
+
+/**
+ * Whether a step of `cfg` on `backend` runs sparse. `auto`: the onnx engine, an architecture with a sparse
+ * step and k <= d_sae / SPARSE_MIN_RATIO (batchtopk's rows vary around k; the rule uses k). TensorFlow.js
+ * stays dense: its wasm backend runs one thread, and the dense step is what its row chunks were built on.
+ */
+export function sparseStepApplies(
+  cfg: SaeTrainingConfig,
+  backend: 'onnx' | 'tfjs',
+  path: TopKPath = 'auto',
+): boolean {
+  const arch = architectureOf(cfg.architecture);
+  const possible = arch.sparseStep?.(cfg) === true;
+  if (path === 'sparse') {
+    if (!possible) throw new Error(`${cfg.architecture}: no sparse step for this configuration`);
+    return true;
+  }
+  if (path === 'dense') return false;
+  return possible && backend === 'onnx' && cfg.k * SPARSE_MIN_RATIO <= cfg.d_sae;
+}
+
+/** The axis of a held W_dec that runs over the output width (its feature norms sum over it). */
+export function decoderWidthAxis(sparse: boolean | undefined): number {
+  return sparse ? 1 : 0;
 }
 
 export interface GradientPass<T> {
@@ -71,6 +110,8 @@ export function stepGradients<T>(
   chunk: { targetMean?: T; batchThreshold?: T } = {},
 ): GradientPass<T> {
   const arch = architectureOf(cfg.architecture);
+  if (inp.sparse && arch.sparseStep?.(cfg) !== true)
+    throw new Error(`${cfg.architecture}: no sparse step for this configuration`);
   const { xs, target, variance } = o.scope('input', () => {
     const xs = o.mul(inp.x, inp.scaleIn);
     const target = inp.y === undefined ? xs : o.mul(inp.y, inp.scaleOut);
@@ -89,6 +130,7 @@ export function stepGradients<T>(
         ...(inp.aux === undefined ? {} : { aux: inp.aux }),
         ...(inp.keep === undefined ? {} : { keep: inp.keep }),
         ...(chunk.batchThreshold === undefined ? {} : { batchThreshold: chunk.batchThreshold }),
+        ...(inp.sparse ? { sparse: true } : {}),
       },
       cfg,
     ),
@@ -98,10 +140,12 @@ export function stepGradients<T>(
     // Remove from each feature's gradient its component along the feature's decoder vector.
     const w = p.W_dec!;
     const g = grads.W_dec!;
-    const coef = o.div(o.sum(o.mul(g, w), 0), o.sum(o.mul(w, w), 0));
+    const axis = decoderWidthAxis(inp.sparse);
+    const coef = o.div(o.sum(o.mul(g, w), axis, true), o.sum(o.mul(w, w), axis, true));
     grads.W_dec = o.sub(g, o.mul(w, coef));
   }
-  return { losses: out.losses, stats: out.stats, fired: o.sum(out.firing, 0), variance, grads };
+  const fired = out.fired ?? o.sum(out.firing, 0);
+  return { losses: out.losses, stats: out.stats, fired, variance, grads };
 }
 
 /** Σ grad² over every parameter, in `names` order. */
@@ -123,6 +167,7 @@ export function stepUpdate<T>(
   grads: ParamValues<T>,
   gradSq: T,
   adam: { stepSize: T; bc2Sqrt: T },
+  sparse = false,
 ): Record<string, AdamState<T>> {
   return o.scope('adam', () => {
     const next = adamUpdate(
@@ -135,7 +180,8 @@ export function stepUpdate<T>(
     );
     if (cfg.normalize_sae_decoder) {
       const w = next.W_dec!.param;
-      next.W_dec = { ...next.W_dec!, param: o.div(w, o.sqrt(o.sum(o.mul(w, w), 0))) };
+      const norms = o.sqrt(o.sum(o.mul(w, w), decoderWidthAxis(sparse), true));
+      next.W_dec = { ...next.W_dec!, param: o.div(w, norms) };
     }
     return next;
   });
@@ -149,12 +195,12 @@ export function saeStep<T>(
   inp: StepInputs<T>,
   adam: { stepSize: T; bc2Sqrt: T },
 ): { next: Record<string, AdamState<T>>; readback: T; lossNames: string[]; statNames: string[] } {
-  const names = stepParamShapes(cfg).map(([n]) => n);
+  const names = stepParamShapes(cfg, inp.sparse).map(([n]) => n);
   const p: ParamValues<T> = {};
   for (const n of names) p[n] = state[n]!.param;
   const pass = stepGradients(o, cfg, p, inp);
   const gradSq = o.scope('adam', () => gradientSquares(o, pass.grads, names));
-  const next = stepUpdate(o, cfg, state, pass.grads, gradSq, adam);
+  const next = stepUpdate(o, cfg, state, pass.grads, gradSq, adam, inp.sparse);
   const readback = o.scope('readback', () => readbackOf(o, pass, gradSq));
   return {
     next,

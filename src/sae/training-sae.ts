@@ -18,6 +18,7 @@ import { architectureOf } from './architectures/registry.js';
 import type { Architecture, ParamName } from './architectures/types.js';
 import { columnMean, geometricMedian } from './b-dec-init.js';
 import { createStepEngine } from './engines/create-step-engine.js';
+import type { StepEngineOptions } from './engines/create-step-engine.js';
 import type { ComputedStep, StepEngine, StepEngineName, StepRequest } from './engines/step-engine.js';
 import { FiringStats } from './firing-stats.js';
 import type { SparsityReport } from './firing-stats.js';
@@ -132,11 +133,15 @@ export class TrainingSae {
     this.normOut = normalised && cfg.d_out !== null ? new NormEstimate(cfg.d_out) : null;
   }
 
-  static create(cfg: SaeTrainingConfig, engine: StepEngineName = 'tfjs'): TrainingSae {
+  static create(
+    cfg: SaeTrainingConfig,
+    engine: StepEngineName = 'tfjs',
+    options: StepEngineOptions = {},
+  ): TrainingSae {
     const init = initialParamValues(cfg);
     return new TrainingSae(
       cfg,
-      createStepEngine(engine, cfg, init.values as Record<string, HostTensor>),
+      createStepEngine(engine, cfg, init.values as Record<string, HostTensor>, options),
       init.rngState,
     );
   }

@@ -16,6 +16,8 @@ export type AttributeValue =
   | { kind: 'int'; value: number }
   | { kind: 'float'; value: number }
   | { kind: 'ints'; value: readonly number[] }
+  /** ScatterND's and ScatterElements' `reduction` ("add"). */
+  | { kind: 'string'; value: string }
   | { kind: 'tensor'; value: OnnxTensor }
   /** A subgraph (Loop's body); it may read the enclosing graph's values by name. */
   | { kind: 'graph'; value: OnnxGraph };
@@ -143,6 +145,7 @@ function tensorMessage(t: OnnxTensor): Message {
 // AttributeProto.AttributeType values.
 const ATTR_FLOAT = 1;
 const ATTR_INT = 2;
+const ATTR_STRING = 3;
 const ATTR_TENSOR = 4;
 const ATTR_GRAPH = 5;
 const ATTR_INTS = 7;
@@ -158,6 +161,8 @@ function attributeMessage(name: string, a: AttributeValue): Message {
       return m.message(5, tensorMessage(a.value)).int(20, ATTR_TENSOR);
     case 'ints':
       return m.packedInts(8, a.value).int(20, ATTR_INTS);
+    case 'string':
+      return m.string(4, a.value).int(20, ATTR_STRING);
     case 'graph':
       return m.message(6, graphMessage(a.value)).int(20, ATTR_GRAPH);
   }

@@ -17,6 +17,8 @@ import { auxKBase } from '../../sae/architectures/topk.js';
 import type { ParamName } from '../../sae/architectures/types.js';
 import type { ComputedStep, StepEngine, StepRequest } from '../../sae/engines/step-engine.js';
 import type { HostTensor } from '../../sae/fold.js';
+import { sparseStepApplies } from '../../sae/train-step.js';
+import type { TopKPath } from '../../sae/train-step.js';
 import { transposeMatrix } from '../../util/transpose.js';
 import { buildSaeStepGraph, stepHasAuxK, stepParamShapes, stepStateKeys } from './sae-step-graph.js';
 import type { SaeStepGraph } from './sae-step-graph.js';
@@ -46,6 +48,19 @@ export const ONNX_CHUNK_STEPS = 8;
 export interface OnnxStepOptions extends OnnxExecution {
   /** Most steps per session run (default ONNX_CHUNK_STEPS; 1 disables chunks). */
   chunkSteps?: number;
+  /**
+   * The topk family's sparse or dense step (default `auto`: train-step.ts `sparseStepApplies`; the
+   * environment variable SAEFLOW_TOPK_PATH overrides it, for benchmarks). Results agree to float rounding.
+   */
+  topkPath?: TopKPath;
+}
+
+function topkPathOf(options: OnnxStepOptions): TopKPath {
+  const env = process.env.SAEFLOW_TOPK_PATH;
+  if (env === 'auto' || env === 'sparse' || env === 'dense') return env;
+  if (env !== undefined && env !== '')
+    throw new Error(`SAEFLOW_TOPK_PATH must be auto, sparse or dense, got '${env}'`);
+  return options.topkPath ?? 'auto';
 }
 
 export class OnnxSaeStep implements StepEngine {
@@ -60,6 +75,8 @@ export class OnnxSaeStep implements StepEngine {
   private pending = false;
   private chunk: PendingChunk | null = null;
   readonly maxChunkSteps: number;
+  /** Whether the step graph is the sparse topk step (W_enc and W_dec held as rows). */
+  readonly sparse: boolean;
 
   constructor(
     readonly cfg: SaeTrainingConfig,
@@ -69,7 +86,8 @@ export class OnnxSaeStep implements StepEngine {
     this.maxChunkSteps = execution.chunkSteps ?? ONNX_CHUNK_STEPS;
     if (!Number.isInteger(this.maxChunkSteps) || this.maxChunkSteps < 1)
       throw new Error(`OnnxSaeStep: chunkSteps must be a positive integer, got ${execution.chunkSteps}`);
-    this.shapes = new Map(stepParamShapes(cfg));
+    this.sparse = sparseStepApplies(cfg, 'onnx', topkPathOf(execution));
+    this.shapes = new Map(stepParamShapes(cfg, this.sparse));
     for (const [name, shape] of this.shapes) {
       const size = shape.reduce((a, b) => a * b, 1);
       const value = params[name]?.data;
@@ -87,19 +105,32 @@ export class OnnxSaeStep implements StepEngine {
   }
 
   /**
-   * A copy of `data` (a parameter or moment of parameter `name`, in the trainer's layout) in the graph's:
-   * W_dec [d_sae, width] becomes [width, d_sae] (stepParamShapes says why).
+   * Whether parameter `name` is held transposed against the trainer's layout (W_enc [d_in, d_sae], W_dec
+   * [d_sae, width]): the dense step's W_dec [width, d_sae], the sparse step's W_enc [d_sae, d_in]
+   * (stepParamShapes says why).
    */
-  private toGraphLayout(name: string, data: Float32Array): Float32Array {
+  private transposed(name: string): boolean {
+    return name === (this.sparse ? 'W_enc' : 'W_dec');
+  }
+
+  /** The trainer's shape of parameter `name`. */
+  private hostShape(name: string): number[] {
     const width = this.cfg.d_out ?? this.cfg.d_in;
-    return name === 'W_dec' ? transposeMatrix(data, this.cfg.d_sae, width) : Float32Array.from(data);
+    if (name === 'W_enc') return [this.cfg.d_in, this.cfg.d_sae];
+    if (name === 'W_dec') return [this.cfg.d_sae, width];
+    return [...this.shapes.get(name as ParamName)!];
+  }
+
+  /** A copy of `data` (a parameter or moment of parameter `name`, in the trainer's layout) in the graph's. */
+  private toGraphLayout(name: string, data: Float32Array): Float32Array {
+    const [rows, cols] = this.hostShape(name);
+    return this.transposed(name) ? transposeMatrix(data, rows!, cols!) : Float32Array.from(data);
   }
 
   private fromGraphLayout(name: string, data: Float32Array): HostTensor {
-    const width = this.cfg.d_out ?? this.cfg.d_in;
-    if (name === 'W_dec')
-      return { shape: [this.cfg.d_sae, width], data: transposeMatrix(data, width, this.cfg.d_sae) };
-    return { shape: [...this.shapes.get(name as ParamName)!], data: Float32Array.from(data) };
+    const shape = this.hostShape(name);
+    if (this.transposed(name)) return { shape, data: transposeMatrix(data, shape[1]!, shape[0]!) };
+    return { shape, data: Float32Array.from(data) };
   }
 
   /** Overwrites a parameter or moment (`key` = `W_enc`, `m.W_enc`, ...) of parameter `name`. */
@@ -130,11 +161,15 @@ export class OnnxSaeStep implements StepEngine {
   }
 
   private compiled(auxK: boolean): Promise<Compiled<SaeStepGraph>> {
-    return this.compile(this.sessions, auxK, (aux) => buildSaeStepGraph(this.cfg, { auxK: aux }));
+    return this.compile(this.sessions, auxK, (aux) =>
+      buildSaeStepGraph(this.cfg, { auxK: aux, sparse: this.sparse }),
+    );
   }
 
   private compiledLoop(auxK: boolean): Promise<Compiled<SaeStepLoopGraph>> {
-    return this.compile(this.loops, auxK, (aux) => buildSaeStepLoop(this.cfg, { auxK: aux }));
+    return this.compile(this.loops, auxK, (aux) =>
+      buildSaeStepLoop(this.cfg, { auxK: aux, sparse: this.sparse }),
+    );
   }
 
   /** Scalar inputs of the step at Adam step `t` (1-based), by graph input name. */

@@ -25,6 +25,8 @@ export { stepParamShapes } from '../../sae/train-step.js';
 export interface SaeStepGraphOptions {
   /** Include the AuxK loss (a step with dead features), for architectures that have one. */
   auxK: boolean;
+  /** The sparse topk step (parameters in its rows layout, train-step.ts `stepParamShapes`). */
+  sparse?: boolean;
 }
 
 export interface SaeStepGraph {
@@ -50,7 +52,8 @@ export function buildSaeStepGraph(cfg: SaeTrainingConfig, options: SaeStepGraphO
   const o = new OnnxOps(undefined, 'step');
   const arch = architectureOf(cfg.architecture);
   const dOut = cfg.d_out ?? cfg.d_in;
-  const shapes = stepParamShapes(cfg);
+  const sparse = options.sparse === true;
+  const shapes = stepParamShapes(cfg, sparse);
   const scalarInputs = ['scale_in', 'scale_out', 'inv_rows', 'coefficient', 'step_size', 'bc2_sqrt'];
   const scalar = (name: string): string => o.input(name, []);
   const inp: StepInputs<string> = {
@@ -60,6 +63,7 @@ export function buildSaeStepGraph(cfg: SaeTrainingConfig, options: SaeStepGraphO
     scaleOut: scalar('scale_out'),
     invRows: scalar('inv_rows'),
     coefficient: scalar('coefficient'),
+    ...(sparse ? { sparse } : {}),
   };
   const adam = { stepSize: scalar('step_size'), bc2Sqrt: scalar('bc2_sqrt') };
   if (options.auxK && stepHasAuxK(cfg)) {

@@ -34,6 +34,7 @@ import type {
   SaveContext,
   TrainInputs,
 } from './types.js';
+import { sparseTopKTrain } from './sparse-topk.js';
 import { copy } from '../host-tensor.js';
 import type { HostTensor } from '../host-tensor.js';
 
@@ -94,8 +95,25 @@ export function topKFamily(spec: TopKFamilySpec): Architecture {
     ...(spec.encoder === undefined ? {} : { encoder: spec.encoder }),
     savedTensors: (get, ctx) => ({ b_enc: copy(get('b_enc')), ...spec.savedTensors?.(ctx) }),
     afterFold: spec.afterFold,
+    // Nested prefix levels (matryoshka) would need a decode per level from the same rows: dense only.
+    sparseStep: () => spec.innerWidths === undefined,
 
     train<T>(o: Ops<T>, p: ParamValues<T>, input: TrainInputs<T>, cfg: SaeTrainingConfig) {
+      if (input.sparse) {
+        if (spec.innerWidths !== undefined) throw new Error(`${spec.name} has no sparse step`);
+        const selection = spec.batchSelection
+          ? {
+              perRow: (so: Ops<T>, hr: T) => {
+                // Every row's entries at or above the batch threshold are among its TopK of the fullest
+                // row's count; the rest of each row's TopK is masked by the threshold.
+                const threshold = spec.threshold(so, hr, input, cfg);
+                const counts = so.sum(so.greaterEqual(hr, threshold), 1);
+                return { k: so.intArg(so.maximum(so.max(counts), so.scalar(1))), threshold };
+              },
+            }
+          : { perRow: () => ({ k: cfg.k }) };
+        return sparseTopKTrain(o, p, input, cfg, selection, spec.batchSelection ?? false);
+      }
       const { xc, h, hr, norms } = topKPreActivations(o, p, input.x, cfg);
       const selected = o.greaterEqual(hr, spec.threshold(o, hr, input, cfg));
       const a = o.mul(o.relu(h), selected);

@@ -8,6 +8,8 @@
  * W_enc [d_in, d_sae], W_dec held transposed as [d_out, d_sae] (both weight gradients then transpose the
  * narrow [B, width] operand, which MLAS computes ~25% faster), b_dec [d_out], W_skip [d_in, d_out],
  * per-feature vectors [d_sae]. Losses are means over the batch of per-token sums, as in SAELens.
+ * The sparse topk step (`TrainInputs.sparse`, sparse-topk.ts) holds both matrices as rows instead:
+ * W_enc [d_sae, d_in], W_dec [d_sae, d_out], since it gathers and scatter-adds whole feature rows.
  */
 import type { IntArg, Ops } from '../../ops/ops.js';
 import type { SaeTrainingConfig } from '../config.js';
@@ -46,6 +48,8 @@ export interface TrainInputs<T> {
   keep?: IntArg<T>;
   /** batchtopk family on a batch in row chunks: the selection threshold over the whole batch. */
   batchThreshold?: T;
+  /** The sparse step (architectures with `sparseStep`): W_enc and W_dec are held as rows. */
+  sparse?: boolean;
 }
 
 export interface TrainOutputs<T> {
@@ -53,8 +57,10 @@ export interface TrainOutputs<T> {
   losses: [string, T][];
   /** Extra scalars read back with the losses; over row chunks the trainer keeps their minimum. */
   stats: [string, T][];
-  /** [B, d_sae] 0/1: where the features fire (f > 0). */
+  /** [B, d_sae] 0/1: where the features fire (f > 0); the sparse step's is [B, k], over its selection. */
   firing: T;
+  /** [d_sae] rows each feature fired on, where the step counts them itself (else Σ_b firing). */
+  fired?: T;
   /** [B, d_out] x̂. */
   reconstruction: T;
   /** Gradients of the total loss for every parameter in the step's layout. */
@@ -86,6 +92,8 @@ export interface Architecture {
   readonly auxK?: boolean;
   /** Whether the step ranks the whole batch (keep count, threshold statistic). */
   readonly batchSelection?: boolean;
+  /** Whether `train` has the sparse step (TrainInputs.sparse) for this configuration. */
+  sparseStep?(cfg: SaeTrainingConfig): boolean;
   /** Per-feature parameters beyond W_enc, W_dec, b_dec (and W_skip), with their initial value. */
   featureParams(cfg: SaeTrainingConfig): Partial<Record<ParamName, number>>;
   /** Checks options that depend on each other; returns a message naming the field, or null. */
