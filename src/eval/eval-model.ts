@@ -2,8 +2,8 @@
  * Loads the model for an evaluation on the chosen engine, keeping on the host the few weights the feature
  * dashboards need (unembedding, final-norm scale, W_O / W_out of the layers the SAEs write at).
  */
-import { createRunner } from '../engine/engines.js';
-import { loadModel, readModelConfig } from '../model/index.js';
+import { createRunner, loadModelFor } from '../engine/engines.js';
+import { readModelConfig } from '../model/index.js';
 import type { ModelConfig, ModelEngineName, WeightProcessing } from '../model/index.js';
 import { resolveModelSource } from '../stages/model/index.js';
 import type { ResolvedModelSource } from '../stages/model/index.js';
@@ -34,7 +34,7 @@ export async function loadEvalModel(
   engine: ModelEngineName = 'onnx',
 ): Promise<EvalModel> {
   const { source, config } = described;
-  const model = await loadModel(source.dir, { processing, config });
+  const model = await loadModelFor(source.dir, engine, { processing, config });
   const runner = await createRunner(model, engine);
   return { model: new ModelEvalEngine(runner), unembed: model.dashboardWeights(dashboardLayers) };
 }
