@@ -92,3 +92,22 @@ export function runTorch(py: string, script: string, args: string[], what: strin
   }
   return lines;
 }
+
+/**
+ * Interpreters from `spec` (`auto`: `python3` on PATH, then the venv that docs/large-models.md creates,
+ * /tmp/famvenv) that import torch and transformers, for the benches that run Hugging Face's models.
+ */
+export function pythonsWithTransformers(spec: string): string[] {
+  const candidates = spec === 'auto' ? ['python3', '/tmp/famvenv/bin/python'] : spec.split(',');
+  const found = candidates.filter(
+    (py) =>
+      spawnSync(py, ['-c', 'import torch, transformers, safetensors'], { encoding: 'utf8' }).status === 0,
+  );
+  if (found.length === 0) {
+    console.error(
+      'no python with torch, transformers and safetensors: python3 -m venv /tmp/famvenv && ' +
+        '/tmp/famvenv/bin/pip install torch transformers safetensors',
+    );
+  }
+  return found;
+}

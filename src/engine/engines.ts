@@ -4,9 +4,13 @@
  * tfjs. Both run the same definitions (src/model/family.ts, src/ops/); the choice changes speed, not results
  * beyond float32 rounding.
  */
+import * as tf from '@tensorflow/tfjs-core';
+import { Checkpoint } from '../model/checkpoint.js';
 import type { Model } from '../model/family.js';
+import { loadModel } from '../model/registry.js';
+import type { LoadModelOptions } from '../model/registry.js';
 import type { ModelEngineName, ModelRunner } from '../model/runner.js';
-import { TfjsRunner } from '../model/tfjs-runner.js';
+import { TfjsRunner, checkFitsBackend } from '../model/tfjs-runner.js';
 import type { TfjsRunnerOptions } from '../model/tfjs-runner.js';
 
 export const ENGINES = ['auto', 'onnx', 'tfjs'] as const;
@@ -55,6 +59,19 @@ export async function resolveEngine(
 export interface RunnerOptions extends TfjsRunnerOptions {
   /** onnxruntime intra-op threads (default: every core). */
   threads?: number;
+}
+
+/**
+ * Loads a model for `engine`, refusing first (from the checkpoint's headers) one the engine cannot hold,
+ * instead of after minutes of loading.
+ */
+export async function loadModelFor(
+  dir: string,
+  engine: ModelEngineName,
+  options: LoadModelOptions = {},
+): Promise<Model> {
+  if (engine === 'tfjs') checkFitsBackend((await Checkpoint.open(dir)).float32Bytes, tf.getBackend());
+  return loadModel(dir, options);
 }
 
 /** The model on `engine`; dispose the runner when done. */

@@ -4,8 +4,8 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { createRunner } from '../engine/engines.js';
-import { loadModel, readModelConfig } from '../model/index.js';
+import { createRunner, loadModelFor } from '../engine/engines.js';
+import { readModelConfig } from '../model/index.js';
 import type { ModelConfig, ModelEngineName, WeightProcessing } from '../model/index.js';
 import { resolveModelSource } from '../stages/model/index.js';
 import type { ResolvedModelSource } from '../stages/model/index.js';
@@ -63,7 +63,7 @@ export async function loadEvalModel(
   engine: ModelEngineName = 'onnx',
 ): Promise<EvalModel> {
   const { source, config } = described;
-  const model = await loadModel(source.dir, { processing, config });
+  const model = await loadModelFor(source.dir, engine, { processing, config });
   const runner = await createRunner(model, engine);
   return { model: new ModelEvalEngine(runner), unembed: model.dashboardWeights(dashboardLayers) };
 }

@@ -63,7 +63,7 @@ export class ModelEvalEngine implements EvalEngine {
    * large even alone gets a group of its own (and the engine's error about the size).
    */
   private groups(targets: readonly EvalTarget[]): EvalTarget[][] {
-    const budget = this.graphWeightLimit - this.model.model.weightBytes;
+    const budget = this.graphWeightLimit - this.model.model.memoryWeightBytes;
     const groups: EvalTarget[][] = [];
     let bytes = 0;
     for (const t of targets) {

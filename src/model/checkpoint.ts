@@ -72,6 +72,15 @@ export class Checkpoint {
     return new Checkpoint(source, headers, where);
   }
 
+  /** Bytes every tensor of the checkpoint takes as float32 (what loading it in memory costs). */
+  get float32Bytes(): number {
+    let elements = 0;
+    for (const header of this.headers.values()) {
+      for (const info of Object.values(header.tensors)) elements += info.shape.reduce((a, b) => a * b, 1);
+    }
+    return elements * 4;
+  }
+
   has(key: string): boolean {
     return this.where.has(key);
   }

@@ -10,6 +10,7 @@
  * activation in its TransformerLens shape; the forward continues with what it returns, or stops when it
  * returns undefined. Captures, replacements and early stopping are the caller's business.
  */
+import type { Weight, WeightStore } from '../io/weight-file.js';
 import type { Ops } from '../ops/ops.js';
 import type { ModelConfig } from './config.js';
 import type { WeightProcessing } from './process-weights.js';
@@ -73,12 +74,16 @@ export interface ModelFamily<W> extends FamilyForward<W> {
   readonly processings: readonly WeightProcessing[];
   /** Validates a parsed config.json; UserErrors name `file` and the field. */
   parseConfig(json: Record<string, unknown>, file: string): ModelConfig;
-  /** Loads and validates the weights of a Hugging Face folder (safetensors only). */
-  loadWeights(dir: string, config: ModelConfig): Promise<W>;
+  /**
+   * Loads and validates the weights of a Hugging Face folder (safetensors only). Large arrays go through
+   * `store` (default: kept in memory), which may write them to a weight file and return their place
+   * (src/io/weight-file.ts); a family that ignores it keeps everything in memory.
+   */
+  loadWeights(dir: string, config: ModelConfig, store?: WeightStore): Promise<W>;
   /** Processed weights; arrays that do not change are shared with the input. */
   processWeights(w: W, config: ModelConfig, processing: WeightProcessing): W;
-  /** Every host array of the weights (an array used twice, such as a tied embedding, may repeat). */
-  weightArrays(w: W): Float32Array[];
+  /** Every weight array, in memory or stored (an array used twice, such as a tied embedding, may repeat). */
+  weightArrays(w: W): Weight[];
   dashboardWeights(w: W, config: ModelConfig, layers: Iterable<number>): DashboardWeights;
 }
 
@@ -116,9 +121,16 @@ export class Model {
     return processing === this.processing ? this : new Model(this.family, this.config, this.raw, processing);
   }
 
-  /** Bytes of the weights a full forward reads, each array counted once. */
+  /** Bytes of the weights a full forward reads, each array counted once, wherever it is. */
   get weightBytes(): number {
     return [...new Set(this.family.weightArrays(this.weights))].reduce((n, a) => n + a.byteLength, 0);
+  }
+
+  /** Bytes of those weights held in memory (an ONNX graph carries these inside its protobuf). */
+  get memoryWeightBytes(): number {
+    return [...new Set(this.family.weightArrays(this.weights))]
+      .filter((a) => a instanceof Float32Array)
+      .reduce((n, a) => n + a.byteLength, 0);
   }
 
   embed<T>(o: Ops<T>, ids: T, hook: HookFn<T>): ForwardStart<T> | undefined {

@@ -3,11 +3,12 @@
  * transposed once at load to [in, out] (and side by side where several projections read the same input,
  * such as q | k | v), so that every product in a forward is a plain MatMul on both engines.
  */
+import type { Weight } from '../io/weight-file.js';
 import type { Ops } from '../ops/ops.js';
 
 export interface Linear {
-  /** [in, out] row-major. */
-  weight: Float32Array;
+  /** [in, out] row-major; in memory, or in a weight file for models too large to hold twice. */
+  weight: Weight;
   inDim: number;
   outDim: number;
   bias?: Float32Array;

@@ -4,7 +4,9 @@
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { WeightFile } from '../io/weight-file.js';
 import { UserError } from '../pipeline/errors.js';
+import { Checkpoint } from './checkpoint.js';
 import type { ModelConfig } from './config.js';
 import { Model } from './family.js';
 import type { ModelFamily } from './family.js';
@@ -88,7 +90,21 @@ export interface LoadModelOptions {
   processing?: WeightProcessing;
   /** An already read config (skips reading config.json again). */
   config?: ModelConfig;
+  /**
+   * Where the weights go (docs/large-models.md): `memory`, a temporary weight `file` that onnxruntime maps
+   * (families that do not support it keep memory), or `auto` (default): a file when the checkpoint takes
+   * more than `weightFileAbove` bytes as float32.
+   */
+  weightStorage?: 'auto' | 'memory' | 'file';
+  /** Default WEIGHT_FILE_ABOVE. */
+  weightFileAbove?: number;
 }
+
+/**
+ * 1 GiB of float32 weights: above it, a copy per onnxruntime session (what in-memory weights cost) starts
+ * to matter on a 24 GB machine, and at 2 GiB an ONNX protobuf cannot hold them at all.
+ */
+export const WEIGHT_FILE_ABOVE = 2 ** 30;
 
 /** Loads a model's config and weights from a Hugging Face folder, with weight processing applied. */
 export async function loadModel(dir: string, options: LoadModelOptions = {}): Promise<Model> {
@@ -100,5 +116,22 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
       `weight processing '${processing}' is not offered for ${family.name} models (offered: ${family.processings.join(', ')})`,
     );
   }
-  return Model.bind(family, config, await family.loadWeights(dir, config), processing);
+  const storage = options.weightStorage ?? 'auto';
+  const toFile =
+    storage === 'file' ||
+    (storage === 'auto' &&
+      (await Checkpoint.open(dir)).float32Bytes > (options.weightFileAbove ?? WEIGHT_FILE_ABOVE));
+  if (!toFile) return Model.bind(family, config, await family.loadWeights(dir, config), processing);
+  const file = await WeightFile.create();
+  try {
+    const weights = await family.loadWeights(dir, config, file);
+    await file.close();
+    // A family that keeps its weights in memory left the file empty.
+    if (file.bytes === 0) file.remove();
+    return Model.bind(family, config, weights, processing);
+  } catch (e) {
+    await file.close().catch(() => undefined);
+    file.remove();
+    throw e;
+  }
 }

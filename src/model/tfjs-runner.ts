@@ -65,6 +65,22 @@ function checkResult(name: string, value: unknown, shape: number[]): tf.Tensor {
   return value;
 }
 
+/**
+ * Most weight bytes the wasm backend is given: its heap is 32-bit (4 GiB in all), and besides the weights
+ * it holds the transposes of the matrices read transposed (the unembedding) and the activations.
+ */
+export const WASM_WEIGHT_LIMIT = 2 ** 31;
+
+/** Refuses, in one line, a model the backend cannot hold, rather than letting it die mid-upload. */
+export function checkFitsBackend(weightBytes: number, backend: string): void {
+  if (backend !== 'wasm' || weightBytes <= WASM_WEIGHT_LIMIT) return;
+  throw new UserError(
+    `the model's weights take ${(weightBytes / 1e9).toFixed(2)} GB as float32, more than the tfjs engine's ` +
+      `wasm backend can hold (a 4 GiB heap, at most ${WASM_WEIGHT_LIMIT / 2 ** 30} GiB of it for weights): ` +
+      'use --engine onnx',
+  );
+}
+
 const copy = (t: tf.Tensor): Activation => ({
   shape: [...t.shape],
   // A fresh array: the cpu backend hands out its own buffer, which a caller's tensor may share.
@@ -92,6 +108,7 @@ export class TfjsRunner implements ModelRunner {
 
   /** Uploads the weights to the active tfjs backend; they stay there until `dispose()`. */
   static create(model: Model, options: TfjsRunnerOptions = {}): TfjsRunner {
+    checkFitsBackend(model.weightBytes, tf.getBackend());
     const runner = new TfjsRunner(model, options);
     // One forward of one token creates every weight constant now, so runs leave memory as they found it.
     tf.tidy(() => {

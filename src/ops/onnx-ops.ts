@@ -11,6 +11,7 @@ import { GraphBuilder } from '../engine/onnx/graph-builder.js';
 import { ONNX_IR_VERSION, ONNX_OPSET, TensorElemType } from '../engine/onnx/onnx-proto.js';
 import type { AttributeValue, OnnxModel, OnnxValueInfo } from '../engine/onnx/onnx-proto.js';
 import { SharingGraphBuilder } from '../engine/onnx/sharing-builder.js';
+import type { Weight } from '../io/weight-file.js';
 import type { IntArg, MatMulOptions, Ops } from './ops.js';
 
 const int = (value: number): AttributeValue => ({ kind: 'int', value });
@@ -98,7 +99,7 @@ export class OnnxOps implements Ops<string> {
     return this.b.scalar(`c.f${value}`, value);
   }
 
-  constant(key: string, shape: readonly number[], data: Float32Array): string {
+  constant(key: string, shape: readonly number[], data: Weight): string {
     return this.b.constant(key, shape, data);
   }
 

@@ -12,6 +12,7 @@
  * size is only known at run time (batch, sequence length), ops take it from another value (`like`
  * arguments) or as a value (`k` of topK), so a graph stays valid for every size.
  */
+import type { Weight } from '../io/weight-file.js';
 
 /** A number, or (for int64 inputs of a graph) a value holding it: TopK's k, say. */
 export type IntArg<T> = number | T;
@@ -34,9 +35,10 @@ export interface Ops<T> {
   scalar(value: number): T;
   /**
    * A constant float32 tensor of fixed shape (model weights, SAE parameters at inference). `key` names it
-   * (one initializer per key in a graph; the same array under two keys is stored twice).
+   * (one initializer per key in a graph; the same array under two keys is stored twice). A weight stored
+   * in a weight file (src/io/weight-file.ts) stays there for a graph (external data) and is read eagerly.
    */
-  constant(key: string, shape: readonly number[], data: Float32Array): T;
+  constant(key: string, shape: readonly number[], data: Weight): T;
   /** Zeros shaped like `like`. */
   zerosLike(like: T): T;
 

@@ -12,6 +12,8 @@
  * Constants are created once per key and kept until `dispose`.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { inMemory } from '../io/weight-file.js';
+import type { Weight } from '../io/weight-file.js';
 import type { IntArg, MatMulOptions, Ops } from './ops.js';
 
 type Tensor = tf.Tensor;
@@ -40,10 +42,10 @@ export class TfjsOps implements Ops<Tensor> {
     return tf.scalar(value, 'float32');
   }
 
-  constant(key: string, shape: readonly number[], data: Float32Array): Tensor {
+  constant(key: string, shape: readonly number[], data: Weight): Tensor {
     let t = this.constants.get(key);
     if (t === undefined) {
-      t = tf.keep(tf.tensor(data, [...shape], 'float32'));
+      t = tf.keep(tf.tensor(inMemory(data), [...shape], 'float32'));
       this.constants.set(key, t);
     }
     return t;

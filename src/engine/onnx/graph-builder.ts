@@ -2,6 +2,7 @@
  * Accumulates the nodes and initializers of an ONNX graph: constants are named and stored once, and each
  * op gets a fresh output name unless the caller names it (hooks, graph outputs).
  */
+import { StoredWeight } from '../../io/weight-file.js';
 import { TensorElemType } from './onnx-proto.js';
 import type { AttributeValue, OnnxNode, OnnxTensor } from './onnx-proto.js';
 
@@ -12,9 +13,15 @@ export class GraphBuilder {
   private counter = 0;
   private multiCounter = 0;
 
-  constant(name: string, dims: readonly number[], data: Float32Array | BigInt64Array): string {
+  constant(name: string, dims: readonly number[], data: Float32Array | BigInt64Array | StoredWeight): string {
     if (this.known.has(name)) return name;
     this.known.add(name);
+    if (data instanceof StoredWeight) {
+      // The absolute path for now; the runner makes it relative to where it writes the model (external data).
+      const external = { location: data.file, offset: data.offset, length: data.byteLength };
+      this.initializers.push({ name, dims, elemType: TensorElemType.FLOAT, data: external });
+      return name;
+    }
     const elemType = data instanceof Float32Array ? TensorElemType.FLOAT : TensorElemType.INT64;
     this.initializers.push({ name, dims, elemType, data });
     return name;

@@ -30,12 +30,31 @@ export interface OnnxNode {
   attributes?: Record<string, AttributeValue>;
 }
 
+/**
+ * Where a tensor's little-endian bytes lie in a file beside the model (ONNX external data): onnxruntime
+ * resolves `location` against the model file's directory and maps the file rather than copying it.
+ */
+export interface ExternalData {
+  location: string;
+  offset: number;
+  length: number;
+}
+
 export interface OnnxTensor {
   name: string;
   dims: readonly number[];
   elemType: TensorElemType;
-  /** Little-endian element bytes (raw_data). */
-  data: Float32Array | Int32Array | BigInt64Array;
+  /** Little-endian element bytes (raw_data), or where they are in an external data file. */
+  data: Float32Array | Int32Array | BigInt64Array | ExternalData;
+}
+
+export function isExternal(data: OnnxTensor['data']): data is ExternalData {
+  return !ArrayBuffer.isView(data);
+}
+
+/** Bytes a tensor's data takes, wherever it lies. */
+export function tensorBytes(t: OnnxTensor): number {
+  return isExternal(t.data) ? t.data.length : t.data.byteLength;
 }
 
 export interface OnnxValueInfo {
@@ -137,6 +156,14 @@ class Message {
 function tensorMessage(t: OnnxTensor): Message {
   const m = new Message();
   m.packedInts(1, t.dims).int(2, t.elemType).string(8, t.name);
+  if (isExternal(t.data)) {
+    // TensorProto.external_data (StringStringEntryProto key/value pairs) and data_location = EXTERNAL.
+    const entry = (key: string, value: string) => new Message().string(1, key).string(2, value);
+    m.message(13, entry('location', t.data.location));
+    m.message(13, entry('offset', String(t.data.offset)));
+    m.message(13, entry('length', String(t.data.length)));
+    return m.int(14, 1);
+  }
   // Typed arrays are little-endian on every platform Node supports.
   m.bytes(9, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
   return m;

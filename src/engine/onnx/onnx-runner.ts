@@ -4,7 +4,9 @@
  * logits, next-token losses, and hook replacements given as data (zero ablation, an SAE's reconstruction).
  * `runVariants` runs a clean forward and patched ones in one session run and compares their predictions
  * there (KL), so that no [tokens, vocab] logits reach the host. Each distinct request gets its own graph,
- * stopped at its deepest hook, and its InferenceSession is cached.
+ * stopped at its deepest hook, and its InferenceSession is cached. A model loaded into a weight file
+ * (src/io/weight-file.ts) has its weights mapped from that file by every session (session-source.ts), so
+ * more sessions cost no more weight memory.
  */
 import { availableParallelism } from 'node:os';
 import * as ort from 'onnxruntime-node';
@@ -36,7 +38,7 @@ import {
   saeOutputNames,
 } from './model-graph.js';
 import type { ForwardSpec } from './model-graph.js';
-import { PROTOBUF_LIMIT, encodeOnnxModel } from './onnx-proto.js';
+import { createSession } from './session-source.js';
 import { onnxSessionOptions } from './session-options.js';
 
 export interface OnnxRunnerOptions {
@@ -157,14 +159,7 @@ export class OnnxRunner implements ModelRunner {
     if (!entry) {
       const graph = buildModelGraph(this.model, specs);
       if (graph.outputNames.length === 0) return undefined;
-      const bytes = graph.model.graph.initializers.reduce((n, t) => n + t.data.byteLength, 0);
-      if (bytes >= PROTOBUF_LIMIT) {
-        throw new UserError(
-          `the ONNX graph for these hooks (and SAEs) holds ${(bytes / 2 ** 30).toFixed(2)} GiB of weights, over ` +
-            `protobuf's 2 GiB limit for one ONNX model (external weight files are not supported)`,
-        );
-      }
-      const session = ort.InferenceSession.create(encodeOnnxModel(graph.model), {
+      const session = createSession(graph.model, {
         ...onnxSessionOptions({ threads: this.threads }),
         // Extended fusions (Add + LayerNorm into SkipLayerNormalization, ...) would apply to the clean
         // forward but not to a patched one that branches off at that hook, so an exact replacement would no

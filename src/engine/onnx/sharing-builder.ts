@@ -5,6 +5,7 @@
  * replaced hook, so only the part after that hook is built (and run) again.
  */
 import { GraphBuilder } from './graph-builder.js';
+import { isExternal } from './onnx-proto.js';
 import type { AttributeValue } from './onnx-proto.js';
 
 /** A key for an attribute's value; null for a subgraph, whose nodes are never compared (never shared). */
@@ -12,6 +13,7 @@ function attributeKey(a: AttributeValue): string | null {
   if (a.kind === 'graph') return null;
   if (a.kind !== 'tensor') return `${a.kind}:${String(a.value)}`;
   const t = a.value;
+  if (isExternal(t.data)) return null;
   return `tensor:${t.elemType}:${t.dims.join('x')}:${Array.from(t.data, String).join(',')}`;
 }
 

@@ -13,6 +13,8 @@
  * are transposed once at load, so every product is a plain MatMul; the unembedding is read transposed in
  * place (tied: stored once).
  */
+import { inMemory, memoryStore } from '../../io/weight-file.js';
+import type { Weight, WeightStore } from '../../io/weight-file.js';
 import type { Ops } from '../../ops/ops.js';
 import { UserError } from '../../pipeline/errors.js';
 import { Checkpoint } from '../checkpoint.js';
@@ -105,9 +107,9 @@ export interface DecoderBlockWeights {
 
 export interface DecoderWeights {
   /** [vocab, d_model]. */
-  embed: Float32Array;
+  embed: Weight;
   /** [vocab, d_model]; the same array as `embed` when tied. */
-  unembed: Float32Array;
+  unembed: Weight;
   blocks: DecoderBlockWeights[];
   lnFinal: Float32Array;
   /** Rotary inverse frequencies [rotary_dim / 2]. */
@@ -252,13 +254,15 @@ export interface DecoderTensorNames {
 }
 
 /**
- * Loads and validates a rotary decoder's weights one layer at a time (peak memory: the float32 weights
- * plus one layer), with or without the `model.` prefix.
+ * Loads and validates a rotary decoder's weights one layer at a time, with or without the `model.` prefix.
+ * The matrices go through `store` as soon as they are arranged, so with a weight file the peak is one layer
+ * (plus the embedding) rather than the whole model; norms, biases and frequencies stay in memory.
  */
 export async function loadDecoderWeights(
   dir: string,
   c: ModelConfig,
   names: DecoderTensorNames,
+  store: WeightStore = memoryStore,
 ): Promise<DecoderWeights> {
   const v = decoderVariant(c);
   const ckpt = await Checkpoint.open(dir);
@@ -269,13 +273,13 @@ export async function loadDecoderWeights(
   const one = async (key: string, shape: number[]): Promise<Float32Array> =>
     (await ckpt.read(new Map([[key, shape]]))).get(key)!;
 
-  const embed = await one(`${prefix}embed_tokens.weight`, [c.vocabSize, d]);
+  const embed = await store.put(await one(`${prefix}embed_tokens.weight`, [c.vocabSize, d]));
   const lmHead = ckpt.has('lm_head.weight') ? 'lm_head.weight' : undefined;
   if (!v.tiedEmbeddings && lmHead === undefined) {
     throw new UserError(`${ckpt.source}: missing tensor 'lm_head.weight' (tie_word_embeddings is false)`);
   }
   // Tied models ignore a stored lm_head, as transformers does.
-  const unembed = v.tiedEmbeddings ? embed : await one(lmHead!, [c.vocabSize, d]);
+  const unembed = v.tiedEmbeddings ? embed : await store.put(await one(lmHead!, [c.vocabSize, d]));
 
   const blocks: DecoderBlockWeights[] = [];
   for (let l = 0; l < c.nLayers; l++) {
@@ -310,10 +314,12 @@ export async function loadDecoderWeights(
     blocks.push({
       ln1: norm('input_layernorm'),
       qkv: {
-        weight: transposeConcat(
-          [get('self_attn.q_proj.weight'), get('self_attn.k_proj.weight'), get('self_attn.v_proj.weight')],
-          [q, kv, kv],
-          d,
+        weight: await store.put(
+          transposeConcat(
+            [get('self_attn.q_proj.weight'), get('self_attn.k_proj.weight'), get('self_attn.v_proj.weight')],
+            [q, kv, kv],
+            d,
+          ),
         ),
         inDim: d,
         outDim: q + 2 * kv,
@@ -326,7 +332,7 @@ export async function loadDecoderWeights(
           : undefined,
       },
       o: {
-        weight: transposeConcat([get('self_attn.o_proj.weight')], [d], q),
+        weight: await store.put(transposeConcat([get('self_attn.o_proj.weight')], [d], q)),
         inDim: q,
         outDim: d,
         bias: v.oBias ? get('self_attn.o_proj.bias') : undefined,
@@ -334,17 +340,15 @@ export async function loadDecoderWeights(
       postAttnNorm: names.postAttnNorm ? norm(names.postAttnNorm) : undefined,
       ln2: norm(names.ln2),
       gateUp: {
-        weight: transposeConcat(
-          [get('mlp.gate_proj.weight'), get('mlp.up_proj.weight')],
-          [c.dMlp, c.dMlp],
-          d,
+        weight: await store.put(
+          transposeConcat([get('mlp.gate_proj.weight'), get('mlp.up_proj.weight')], [c.dMlp, c.dMlp], d),
         ),
         inDim: d,
         outDim: 2 * c.dMlp,
         bias: v.mlpBias ? concatArrays([get('mlp.gate_proj.bias'), get('mlp.up_proj.bias')]) : undefined,
       },
       down: {
-        weight: transposeConcat([get('mlp.down_proj.weight')], [d], c.dMlp),
+        weight: await store.put(transposeConcat([get('mlp.down_proj.weight')], [d], c.dMlp)),
         inDim: c.dMlp,
         outDim: d,
         bias: v.mlpBias ? get('mlp.down_proj.bias') : undefined,
@@ -374,7 +378,7 @@ export function decoderFamily(
   return {
     ...base,
     processings,
-    loadWeights: (dir, config) => loadDecoderWeights(dir, config, names),
+    loadWeights: (dir, config, store) => loadDecoderWeights(dir, config, names, store),
     processWeights(w, _config, processing) {
       if (processing !== 'none')
         throw new UserError(`the ${base.name} family offers no weight processing but none`);
@@ -396,14 +400,14 @@ export function decoderFamily(
       for (const l of layers) {
         const b = w.blocks[l];
         if (!b) continue;
-        attnOut.set(l, b.o.weight);
-        mlpOut.set(l, b.down.weight);
+        attnOut.set(l, inMemory(b.o.weight));
+        mlpOut.set(l, inMemory(b.down.weight));
       }
       return {
         vocab: config.vocabSize,
         dModel: config.dModel,
         dMlp: config.dMlp,
-        unembed: w.unembed,
+        unembed: inMemory(w.unembed),
         lnFinalWeight: w.lnFinal,
         attnOut,
         mlpOut,

@@ -7,6 +7,8 @@
  */
 import type { Ops } from '../../ops/ops.js';
 import { UserError } from '../../pipeline/errors.js';
+import { inMemory, memoryStore } from '../../io/weight-file.js';
+import type { Weight, WeightStore } from '../../io/weight-file.js';
 import { Checkpoint } from '../checkpoint.js';
 import { positiveInt, positiveNumber } from '../config.js';
 import type { HookLayout, HookSiteSpec, ModelConfig } from '../config.js';
@@ -37,8 +39,8 @@ export interface NeoxBlockWeights {
 }
 
 export interface NeoxWeights {
-  embed: Float32Array;
-  unembed: Float32Array;
+  embed: Weight;
+  unembed: Weight;
   blocks: NeoxBlockWeights[];
   lnFinal: LayerNormWeights;
   invFreq: Float32Array;
@@ -139,15 +141,22 @@ function regroupQkv(src: Float32Array, nHeads: number, dHead: number, width: num
   return dst;
 }
 
-async function loadWeights(dir: string, c: ModelConfig): Promise<NeoxWeights> {
+async function loadWeights(
+  dir: string,
+  c: ModelConfig,
+  store: WeightStore = memoryStore,
+): Promise<NeoxWeights> {
   const ckpt = await Checkpoint.open(dir);
   const prefix = ckpt.has('gpt_neox.embed_in.weight') ? 'gpt_neox.' : '';
   const d = c.dModel;
   const bias = c.extra.attention_bias === true;
   const one = async (key: string, shape: number[]): Promise<Float32Array> =>
     (await ckpt.read(new Map([[key, shape]]))).get(key)!;
-  const embed = await one(`${prefix}embed_in.weight`, [c.vocabSize, d]);
-  const unembed = c.extra.tied_embeddings === true ? embed : await one('embed_out.weight', [c.vocabSize, d]);
+  const embed = await store.put(await one(`${prefix}embed_in.weight`, [c.vocabSize, d]));
+  const unembed =
+    c.extra.tied_embeddings === true
+      ? embed
+      : await store.put(await one('embed_out.weight', [c.vocabSize, d]));
   const blocks: NeoxBlockWeights[] = [];
   for (let l = 0; l < c.nLayers; l++) {
     const p = `${prefix}layers.${l}.`;
@@ -173,30 +182,32 @@ async function loadWeights(dir: string, c: ModelConfig): Promise<NeoxWeights> {
     blocks.push({
       ln1: ln('input_layernorm'),
       qkv: {
-        weight: transposeConcat(
-          [regroupQkv(get('attention.query_key_value.weight'), c.nHeads, c.dHead, d)],
-          [3 * d],
-          d,
+        weight: await store.put(
+          transposeConcat(
+            [regroupQkv(get('attention.query_key_value.weight'), c.nHeads, c.dHead, d)],
+            [3 * d],
+            d,
+          ),
         ),
         inDim: d,
         outDim: 3 * d,
         bias: bias ? regroupQkv(get('attention.query_key_value.bias'), c.nHeads, c.dHead, 1) : undefined,
       },
       o: {
-        weight: transposeConcat([get('attention.dense.weight')], [d], d),
+        weight: await store.put(transposeConcat([get('attention.dense.weight')], [d], d)),
         inDim: d,
         outDim: d,
         bias: bias ? get('attention.dense.bias') : undefined,
       },
       ln2: ln('post_attention_layernorm'),
       mlpIn: {
-        weight: transposeConcat([get('mlp.dense_h_to_4h.weight')], [c.dMlp], d),
+        weight: await store.put(transposeConcat([get('mlp.dense_h_to_4h.weight')], [c.dMlp], d)),
         inDim: d,
         outDim: c.dMlp,
         bias: get('mlp.dense_h_to_4h.bias'),
       },
       mlpOut: {
-        weight: transposeConcat([get('mlp.dense_4h_to_h.weight')], [d], c.dMlp),
+        weight: await store.put(transposeConcat([get('mlp.dense_4h_to_h.weight')], [d], c.dMlp)),
         inDim: c.dMlp,
         outDim: d,
         bias: get('mlp.dense_4h_to_h.bias'),
@@ -210,8 +221,9 @@ async function loadWeights(dir: string, c: ModelConfig): Promise<NeoxWeights> {
   return { embed, unembed, blocks, lnFinal, invFreq: inverseFrequencies(JSON.parse(String(c.extra.rope))) };
 }
 
+// Centred weights are new arrays in memory, also for a model whose weights were in a weight file.
 function centerWriter(w: Linear, d: number): Linear {
-  return { ...w, weight: centerRows(w.weight, d), bias: w.bias && centerRows(w.bias, d) };
+  return { ...w, weight: centerRows(inMemory(w.weight), d), bias: w.bias && centerRows(w.bias, d) };
 }
 
 /** TransformerLens's center_writing_weights (see process-weights.ts); W_U keeps the original embedding. */
@@ -220,7 +232,7 @@ function processWeights(w: NeoxWeights, c: ModelConfig, processing: WeightProces
   const d = c.dModel;
   return {
     ...w,
-    embed: centerRows(w.embed, d),
+    embed: centerRows(inMemory(w.embed), d),
     blocks: w.blocks.map((b) => ({ ...b, o: centerWriter(b.o, d), mlpOut: centerWriter(b.mlpOut, d) })),
   };
 }
@@ -261,14 +273,14 @@ export const gptNeoxFamily: ModelFamily<NeoxWeights> = {
     for (const l of layers) {
       const b = w.blocks[l];
       if (!b) continue;
-      attnOut.set(l, b.o.weight);
-      mlpOut.set(l, b.mlpOut.weight);
+      attnOut.set(l, inMemory(b.o.weight));
+      mlpOut.set(l, inMemory(b.mlpOut.weight));
     }
     return {
       vocab: c.vocabSize,
       dModel: c.dModel,
       dMlp: c.dMlp,
-      unembed: w.unembed,
+      unembed: inMemory(w.unembed),
       lnFinalWeight: w.lnFinal.weight,
       attnOut,
       mlpOut,

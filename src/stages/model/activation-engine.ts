@@ -1,6 +1,5 @@
-import { createRunner, resolveEngine } from '../../engine/engines.js';
+import { createRunner, loadModelFor, resolveEngine } from '../../engine/engines.js';
 import type { EngineChoice } from '../../engine/engines.js';
-import { loadModel } from '../../model/index.js';
 import type { Activation, ModelConfig, TokenBatch, WeightProcessing } from '../../model/index.js';
 
 export { ENGINES } from '../../engine/engines.js';
@@ -24,5 +23,5 @@ export async function loadActivationEngine(
   options: { engine: EngineChoice; processing: WeightProcessing; log?: (message: string) => void },
 ): Promise<ActivationEngine> {
   const engine = await resolveEngine(options.engine, options.log);
-  return createRunner(await loadModel(dir, { processing: options.processing }), engine);
+  return createRunner(await loadModelFor(dir, engine, { processing: options.processing }), engine);
 }
