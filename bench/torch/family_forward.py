@@ -61,7 +61,10 @@ def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
 
 def bench(a: argparse.Namespace) -> None:
     set_threads(a.threads)
-    model = AutoModelForCausalLM.from_pretrained(a.dir, dtype=torch.float32).eval()
+    # transformers' sdpa attention drops Gemma 2's attention soft-capping (logits off by 1.7 of 2.0 on
+    # test/fixtures/families/gemma2 against eager); eager computes what TransformerLens and saeflow compute.
+    impl = "eager" if AutoConfig.from_pretrained(a.dir).model_type == "gemma2" else "sdpa"
+    model = AutoModelForCausalLM.from_pretrained(a.dir, dtype=torch.float32, attn_implementation=impl).eval()
     with open(os.path.join(a.dir, "tokens.json")) as f:
         t = json.load(f)
     ids = torch.tensor(t["data"], dtype=torch.long).reshape(t["shape"])
