@@ -17,7 +17,7 @@ import {
 import type { StreamSummary } from '../stages/cache/row-blocks.js';
 import { writeFileAtomicSync } from '../util/atomic-write.js';
 import { plural } from '../util/plural.js';
-import { type PartDir, findParts, readPartFile } from './parts.js';
+import { type PartDir, findParts, readPartFile, resumeCommand } from './parts.js';
 import { PART_FILE, type ShardSpec } from './shard-spec.js';
 
 /**
@@ -155,7 +155,7 @@ export async function mergeCacheParts(dir: string, options: MergeCacheOptions = 
       }
       if (!m.complete) {
         throw new UserError(
-          `${where}: the part is not complete; finish it with: npx run-pipeline ${CACHE_PIPELINE} --resume ${part.dir}`,
+          `${where}: the part is not complete; finish it with: ${resumeCommand(part.dir, CACHE_PIPELINE)}`,
         );
       }
     }

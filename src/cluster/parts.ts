@@ -8,14 +8,27 @@ export interface PartDir extends ShardSpec {
   readonly dir: string;
 }
 
+function runInfo(dir: string): { status?: unknown; file?: unknown } {
+  try {
+    return JSON.parse(readFileSync(path.join(dir, 'run.json'), 'utf8')) as {
+      status?: unknown;
+      file?: unknown;
+    };
+  } catch {
+    return {};
+  }
+}
+
 /** The run status run.json records, or null when there is none (the task never started). */
 export function runStatus(dir: string): string | null {
-  try {
-    const info = JSON.parse(readFileSync(path.join(dir, 'run.json'), 'utf8')) as { status?: unknown };
-    return typeof info.status === 'string' ? info.status : null;
-  } catch {
-    return null;
-  }
+  const { status } = runInfo(dir);
+  return typeof status === 'string' ? status : null;
+}
+
+/** The command that continues the part's run: its own pipeline file, as run.json records it. */
+export function resumeCommand(dir: string, fallbackPipeline: string): string {
+  const { file } = runInfo(dir);
+  return `npx run-pipeline ${typeof file === 'string' ? file : fallbackPipeline} --resume ${dir}`;
 }
 
 /**
@@ -61,7 +74,7 @@ export function readPartFile<T extends ShardSpec>(part: PartDir, pipelineFile: s
     const status = runStatus(part.dir);
     const said = status === null ? 'it has no run.json' : `its run.json says ${status}`;
     throw new UserError(
-      `part ${part.index} of ${part.count} has not finished (${said}); finish it with: npx run-pipeline ${pipelineFile} --resume ${part.dir}`,
+      `part ${part.index} of ${part.count} has not finished (${said}); finish it with: ${resumeCommand(part.dir, pipelineFile)}`,
     );
   }
   let json: T;
