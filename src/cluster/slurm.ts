@@ -148,7 +148,9 @@ export function writeArrayScripts(plan: ArrayPlan): WrittenArray {
 
 /** Runs submit.sh; returns the job ids it printed. sbatch missing or failing is a UserError with its message. */
 export function submitArray(written: WrittenArray): { arrayJob: string; finishJob: string } {
-  const run = spawnSync('bash', [written.submitScript], { encoding: 'utf8' });
+  const run = spawnSync(existsSync('/bin/bash') ? '/bin/bash' : 'bash', [written.submitScript], {
+    encoding: 'utf8',
+  });
   if (run.error) throw run.error;
   if (run.status !== 0) {
     const said = (run.stderr || run.stdout).trim().split('\n').pop() ?? '';
