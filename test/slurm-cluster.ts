@@ -91,7 +91,8 @@ export async function startSlurmCluster(): Promise<SlurmCluster> {
     conf,
     [
       'ClusterName=saeflowtest',
-      `SlurmctldHost=${host}`,
+      // Addresses fixed to loopback: a container's hostname need not resolve.
+      `SlurmctldHost=${host}(127.0.0.1)`,
       `SlurmctldPort=${ctldPort}`,
       `SlurmdPort=${dPort}`,
       `SlurmUser=${user}`,
@@ -116,7 +117,7 @@ export async function startSlurmCluster(): Promise<SlurmCluster> {
       'MpiDefault=none',
       'SwitchType=switch/none',
       'KillWait=30',
-      `NodeName=${host} CPUs=${cpus().length} RealMemory=${memMb} State=UNKNOWN`,
+      `NodeName=${host} NodeAddr=127.0.0.1 CPUs=${cpus().length} RealMemory=${memMb} State=UNKNOWN`,
       `PartitionName=test Nodes=${host} Default=YES MaxTime=INFINITE State=UP`,
       '',
     ].join('\n'),

@@ -228,6 +228,8 @@ export async function runPipeline(parsedArgs: RunnerArgs, io: RunnerIo): Promise
     io.stdout(`${dir}: this run has completed; nothing to do\n`);
     return { status: 'completed', runDir: dir, result };
   }
+  // Checked before the config, so that --resume of a directory without a run says so.
+  const runDir = resolveRunDir(args, pipeline.name, io.cwd);
   let cfg = defaultsOf(pipeline.config);
   if (args.resume) {
     const saved = path.join(path.resolve(io.cwd, args.resume), 'config.json');
@@ -262,7 +264,6 @@ export async function runPipeline(parsedArgs: RunnerArgs, io: RunnerIo): Promise
     submitSplitRun(pipeline, args, io, cfg);
     return null;
   }
-  const runDir = resolveRunDir(args, pipeline.name, io.cwd);
   const outSpec = args.resume ?? args.out ?? runDir;
   const created: CreatedRunDir = args.resume
     ? { dir: runDir, createdDirs: [] }
