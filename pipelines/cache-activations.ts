@@ -1,13 +1,18 @@
 // Runs a model over a dataset and writes the activations at the requested hooks to a
 // Parquet activation cache (manifest.json + shard-NNNNN.parquet) in the run directory.
 import { map, reduce } from 'rxjs';
+import { parseShard } from '../src/cluster/shard-spec.js';
+import { cachePartRows, writeCachePart } from '../src/cluster/cache-parts.js';
 import { WEIGHT_PROCESSINGS } from '../src/model/index.js';
 import { definePipeline, opt, trackProgress, UserError } from '../src/pipeline/index.js';
 import {
   cacheWriter,
+  keepPlannedRows,
   openCacheForResume,
   PARQUET_COMPRESSIONS,
-  skipActivationRows,
+  selectPlannedBatches,
+  summarizeStream,
+  type StreamSummary,
 } from '../src/stages/cache/index.js';
 import {
   ENGINES,
@@ -60,9 +65,20 @@ export default definePipeline({
     dtype: opt.choice(['float32', 'float16'], 'float32', 'element type of the cached activations'),
     shard_size_mb: opt.number(256, 'target shard size in MiB (uncompressed)', { min: 0.001 }),
     compression: opt.choice(PARQUET_COMPRESSIONS, 'snappy', 'Parquet compression'),
+    shard: opt.nullable(
+      opt.string(
+        '0/1',
+        'task i of n of a split run (i/n): writes shards i, i+n, ... of the single run; pipelines/merge-cache.ts joins the parts (docs/cluster.md)',
+      ),
+      null,
+    ),
+  },
+  split: {
+    finish: (dir) => ({ pipeline: 'pipelines/merge-cache.ts', args: ['--cache', dir] }),
   },
   usesTensorflowJs: (cfg) => cfg.engine !== 'onnx',
   async build(cfg, ctx) {
+    const shard = cfg.shard === null ? { index: 0, count: 1 } : parseShard(cfg.shard);
     const source = await resolveModelSource(cfg.model);
     ctx.log.info(`model: ${source.description}`);
     const tokenizer = await loadTokenizer(source.dir);
@@ -79,15 +95,24 @@ export default definePipeline({
       );
     }
     const resume = openCacheForResume(ctx.runDir);
-    // Skip whole model batches only, so every forward sees the same batch as in an uninterrupted run
-    // (kernels may round differently for other batch shapes); the remainder is skipped row by row.
-    const rowsPerBatch = cfg.batch_size * cfg.context_size;
-    const skipWindows = Math.floor(resume.completeRows / rowsPerBatch) * cfg.batch_size;
-    const skipRows = resume.completeRows - skipWindows * cfg.context_size;
+    // Rows are kept by shard-sized blocks of the whole stream: all of them in a single run, every n-th
+    // block in task i of n. Whole model batches are skipped only, so every forward sees the batch an
+    // uninterrupted single run gives it (kernels may round differently for other batch shapes).
+    const plan = {
+      ...shard,
+      rowsPerBlock: cachePartRows(model.config, cfg.hooks, cfg.dtype, cfg.shard_size_mb),
+      skipRows: resume.completeRows,
+    };
     const maxWindows = cfg.max_tokens === null ? null : Math.ceil(cfg.max_tokens / cfg.context_size);
+    if (shard.count > 1) {
+      ctx.log.info(
+        `task ${shard.index} of ${shard.count}: shards ${shard.index}, ${shard.index + shard.count}, ... (${plan.rowsPerBlock} tokens each) of the single run's cache`,
+      );
+    }
     if (resume.completeRows > 0) ctx.log.info(`resuming after ${resume.completeRows} cached tokens`);
-    if (maxWindows !== null) ctx.progress.setTotal(maxWindows * cfg.context_size);
+    if (maxWindows !== null && shard.count === 1) ctx.progress.setTotal(maxWindows * cfg.context_size);
     ctx.progress.advance({ tokens: resume.completeRows });
+    let stream: StreamSummary | null = null;
 
     return documentSource(cfg.dataset, { shuffle: cfg.shuffle, seed: cfg.seed }, ctx.flow).pipe(
       tokenize(tokenizer),
@@ -99,9 +124,10 @@ export default definePipeline({
         disableConcatSequences: cfg.disable_concat_sequences,
       }),
       windowRange({ take: maxWindows }),
-      windowRange({ skip: skipWindows }),
+      summarizeStream((s) => (stream = s)),
+      selectPlannedBatches(plan),
       modelActivations({ model, hooks: cfg.hooks, dtype: cfg.dtype, flow: ctx.flow }),
-      skipActivationRows(skipRows),
+      keepPlannedRows(plan, cfg.context_size),
       trackProgress(ctx.progress, (b) => ({ items: 1, tokens: b.numRows })),
       cacheWriter({
         dir: ctx.runDir,
@@ -109,6 +135,8 @@ export default definePipeline({
         compression: cfg.compression,
         shardSizeMb: cfg.shard_size_mb,
         resume: ctx.resume,
+        // A task may own no block at all (fewer shards than tasks): its part is then empty, not an error.
+        allowEmpty: shard.count > 1,
         flow: ctx.flow,
         provenance: {
           model: source.name,
@@ -125,7 +153,16 @@ export default definePipeline({
       }),
       map((written) => {
         void model.dispose();
-        return { cache: ctx.runDir, ...written, hooks: cfg.hooks };
+        // A part records the stream it saw only when it saw all of it (not after a stop request).
+        if (cfg.shard !== null && stream !== null && !ctx.flow.stopped) {
+          writeCachePart(ctx.runDir, { ...shard, rowsPerBlock: plan.rowsPerBlock, stream });
+        }
+        return {
+          cache: ctx.runDir,
+          ...written,
+          hooks: cfg.hooks,
+          ...(cfg.shard === null ? {} : { shard: cfg.shard }),
+        };
       }),
     );
   },

@@ -5,6 +5,7 @@
 // The flow: text -> tokens -> context windows -> model hooks (or a Parquet cache) -> shuffled training
 // batches -> one optimiser step per batch -> metrics, progress, checkpoints -> the saved SAEs.
 import { defer, finalize, mergeMap, skip, takeWhile } from 'rxjs';
+import { checkSweepSplit } from '../src/cluster/sweep-parts.js';
 import { definePipeline, opt, UserError, type RunContext } from '../src/pipeline/index.js';
 import { activationStore, storeCheckpointPart, StoreTracker } from '../src/stages/store/index.js';
 import {
@@ -74,6 +75,12 @@ export default definePipeline({
     hook_name: opt.nullable(opt.string('', 'same as --hook (SAELens name)'), null),
   },
   foreignNames: SAELENS_RUNNER_NAMES,
+  split: {
+    finish(dir, cfg, count) {
+      checkSweepSplit(count, Math.max(cfg.saes.length, 1), `--array ${count}`);
+      return { pipeline: 'pipelines/gather-sweep.ts', args: ['--sweep', dir] };
+    },
+  },
   usesTensorflowJs: (cfg) => cfg.engine === 'tfjs',
   build(cfg, ctx) {
     if (cfg.hook !== null && cfg.hook_name !== null && cfg.hook !== cfg.hook_name) {

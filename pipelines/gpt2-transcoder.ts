@@ -1,6 +1,7 @@
 // Trains MLP transcoders: from the MLP's input (blocks.L.ln2.hook_normalized) to its output
 // (blocks.L.hook_mlp_out), optionally with a linear skip connection. SAELens cannot train these.
 // The flow is gpt2-resid.ts's, reading two hooks per SAE.
+import { checkSweepSplit } from '../src/cluster/sweep-parts.js';
 import { definePipeline, opt } from '../src/pipeline/index.js';
 import { trainingOptions } from '../src/stages/train/index.js';
 import { SAELENS_TRANSCODER_NAMES } from '../src/stages/train/saelens-names.js';
@@ -14,6 +15,12 @@ export default definePipeline({
     skip_connection: opt.boolean(false, 'add a linear skip connection W_skip'),
   },
   foreignNames: SAELENS_TRANSCODER_NAMES,
+  split: {
+    finish(dir, cfg, count) {
+      checkSweepSplit(count, Math.max(cfg.saes.length, 1), `--array ${count}`);
+      return { pipeline: 'pipelines/gather-sweep.ts', args: ['--sweep', dir] };
+    },
+  },
   usesTensorflowJs: (cfg) => cfg.engine === 'tfjs',
   build(cfg, ctx) {
     return trainSaes(cfg, ctx, {

@@ -32,6 +32,14 @@ export interface PipelineDefinition<S extends ConfigSchema> {
   readonly config: S;
   /** Another tool's names for these options (SAELens's runner config), read on the command line and in files. */
   readonly foreignNames?: ForeignNames;
+  /**
+   * How a run splits into tasks (its `shard` option, `i/n`) whose parts a finishing step joins: what
+   * `--array N` submits (docs/cluster.md). `finish` names that step for the parts under `dir` and may refuse
+   * a split that cannot work (more tasks than SAEs in a sweep) with a UserError.
+   */
+  readonly split?: {
+    finish(dir: string, cfg: ConfigOf<S>, count: number): { pipeline: string; args: string[] };
+  };
   /** Whether a run with this config computes on TensorFlow.js (absent: yes), rather than on onnxruntime. */
   usesTensorflowJs?(cfg: ConfigOf<S>): boolean;
   /**

@@ -22,6 +22,8 @@ import {
 } from './resolve-config.js';
 import { createRunDir, removeFailedRun, runDirError, type CreatedRunDir } from './run-dir.js';
 import { RunState } from './run-state.js';
+import { runStatus } from '../cluster/parts.js';
+import { submitArray, writeArrayScripts } from '../cluster/slurm.js';
 
 export type RunStatus = 'completed' | 'interrupted' | 'failed';
 
@@ -144,14 +146,89 @@ function resumedBackend(args: RunnerArgs, runDir: string): BackendRequest {
   return args.backend;
 }
 
+/**
+ * `--resume_existing --out DIR`: what a requeued or resubmitted job runs. DIR without a run starts one; a
+ * stopped or failed run there is resumed; a completed one is left alone.
+ */
+function continueExisting(args: RunnerArgs, cwd: string): RunnerArgs & { completed?: boolean } {
+  if (args.resume !== undefined || args.out === undefined) {
+    throw new UserError('--resume_existing goes with --out DIR (the run to start there, or to continue)');
+  }
+  const dir = path.resolve(cwd, args.out);
+  if (!existsSync(path.join(dir, 'config.json'))) return args;
+  return { ...args, resume: args.out, completed: runStatus(dir) === 'completed' };
+}
+
+/**
+ * `--array N`: instead of running, writes the scripts of N tasks (`--shard i/N`, each into its part of --out)
+ * and of the pipeline's finishing step, and with `--submit slurm` submits them (docs/cluster.md).
+ */
+function submitSplitRun(
+  pipeline: PipelineDefinition<ConfigSchema>,
+  args: RunnerArgs,
+  io: RunnerIo,
+  cfg: ConfigOf<ConfigSchema>,
+): void {
+  const count = args.array as number;
+  const values = cfg as Record<string, unknown>;
+  if (!pipeline.split || !('shard' in values)) {
+    throw new UserError(
+      `--array: ${args.pipelineFile} does not split into tasks (see docs/cluster.md for the ones that do)`,
+    );
+  }
+  if (values.shard !== null)
+    throw new UserError('--array and --shard: give one of them (--array submits every --shard i/n)');
+  if (args.resume !== undefined || args.resumeExisting) {
+    throw new UserError('--array: resubmit a split run with bash <dir>/slurm/submit.sh, not --resume');
+  }
+  if (args.out === undefined)
+    throw new UserError('--array: give --out, a directory every task can reach (a shared file system)');
+  const dir = path.resolve(io.cwd, args.out);
+  if (existsSync(path.join(dir, 'config.json'))) {
+    throw new UserError(`--array: ${dir} already holds a single run; choose another --out`);
+  }
+  const finish = pipeline.split.finish(dir, cfg, count);
+  const written = writeArrayScripts({
+    dir,
+    count,
+    pipelineName: pipeline.name,
+    pipelineFile: path.resolve(io.cwd, args.pipelineFile),
+    config: cfg,
+    cwd: io.cwd,
+    finish,
+    args,
+  });
+  const scripts = { task: written.taskScript, finish: written.finishScript, submit: written.submitScript };
+  if (args.submit === 'none') {
+    io.stdout(
+      `${JSON.stringify({ dir, tasks: count, scripts, submit: `bash ${written.submitScript}`, by_hand: `bash ${written.taskScript} I (I = 0 to ${count - 1}), then bash ${written.finishScript}` }, null, 2)}\n`,
+    );
+    return;
+  }
+  const jobs = submitArray(written);
+  io.stdout(
+    `${JSON.stringify({ dir, tasks: count, array_job: jobs.arrayJob, finish_job: jobs.finishJob, logs: written.logs, scripts }, null, 2)}\n`,
+  );
+}
+
 /** Runs one pipeline file with parsed command-line arguments. Throws UserError for bad input. */
-export async function runPipeline(args: RunnerArgs, io: RunnerIo): Promise<RunOutcome | null> {
+export async function runPipeline(parsedArgs: RunnerArgs, io: RunnerIo): Promise<RunOutcome | null> {
+  let args: RunnerArgs & { completed?: boolean } = parsedArgs;
   const pipeline = await loadPipeline(args.pipelineFile, io.cwd);
   if (args.help) {
     io.stdout(pipelineHelp(pipeline, args.pipelineFile));
     return null;
   }
 
+  if (args.resumeExisting) args = continueExisting(args, io.cwd);
+  if (args.resume && args.completed) {
+    const dir = path.resolve(io.cwd, args.resume);
+    const saved = path.join(dir, 'result.json');
+    const result: unknown = existsSync(saved) ? JSON.parse(readFileSync(saved, 'utf8')) : undefined;
+    io.stdout(`${dir}: this run has completed; nothing to do\n`);
+    return { status: 'completed', runDir: dir, result };
+  }
+  // Checked before the config, so that --resume of a directory without a run says so.
   const runDir = resolveRunDir(args, pipeline.name, io.cwd);
   let cfg = defaultsOf(pipeline.config);
   if (args.resume) {
@@ -183,6 +260,10 @@ export async function runPipeline(args: RunnerArgs, io: RunnerIo): Promise<RunOu
     pipeline.name,
   );
 
+  if (args.array !== undefined) {
+    submitSplitRun(pipeline, args, io, cfg);
+    return null;
+  }
   const outSpec = args.resume ?? args.out ?? runDir;
   const created: CreatedRunDir = args.resume
     ? { dir: runDir, createdDirs: [] }

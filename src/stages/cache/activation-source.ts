@@ -37,6 +37,12 @@ export async function inspectActivationSource(path: string): Promise<ActivationS
     throw new UserError(`${path}: not found (expected an activation cache or Parquet files)`);
   if (statSync(path).isDirectory()) {
     if (existsSync(join(path, MANIFEST_FILE))) return inspectCache(path);
+    // A split cache run before its finishing step: shards may already be linked in, but not all of them.
+    if (existsSync(join(path, 'parts')) && statSync(join(path, 'parts')).isDirectory()) {
+      throw new UserError(
+        `${path}: a split cache run whose parts are not merged yet (parts/ but no ${MANIFEST_FILE}); run npx run-pipeline pipelines/merge-cache.ts --cache ${path}`,
+      );
+    }
     const files = readdirSync(path)
       .filter((n) => n.endsWith('.parquet'))
       .sort()

@@ -53,6 +53,8 @@ export interface CacheWriterOptions {
    * `openCacheForResume`), and the options must match the ones it was written with.
    */
   readonly resume?: boolean;
+  /** No input writes nothing (no manifest) instead of failing: a task of a split run may own no rows. */
+  readonly allowEmpty?: boolean;
   /** Replace an existing cache in `dir` instead of refusing to touch it. */
   readonly overwrite?: boolean;
   readonly flow?: Flow;
@@ -156,6 +158,7 @@ class CacheWriter {
     if (!this.manifest) {
       // No input at all: fine when resuming a cache that already holds everything, an error otherwise.
       const state = this.options.resume ? openCacheForResume(this.options.dir) : null;
+      if (!state?.manifest && this.options.allowEmpty) return;
       if (!state?.manifest) {
         throw new UserError(
           `cache writer: no activation batches arrived, nothing was written to ${this.options.dir}`,

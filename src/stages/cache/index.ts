@@ -8,3 +8,4 @@ export * from './resume.js';
 export * from './saeflow-version.js';
 export * from './shard-buffer.js';
 export * from './skip-rows.js';
+export * from './row-blocks.js';

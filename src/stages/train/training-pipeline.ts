@@ -19,6 +19,7 @@ import {
   saelensSaeOptions,
 } from './saelens-names.js';
 import { shortRunNotes } from './short-run-notes.js';
+import { sweepShare, writeSweepPart } from '../../cluster/sweep-parts.js';
 
 /** Options shared by the SAE and transcoder training pipelines; SAE options use SAELens's names. */
 export const trainingOptions = {
@@ -117,6 +118,13 @@ export const trainingOptions = {
     },
     'JSON list',
   ),
+  shard: opt.nullable(
+    opt.string(
+      '0/1',
+      'task i of n of a split sweep (i/n): trains SAEs i, i+n, ... of --saes; pipelines/gather-sweep.ts evaluates them together (docs/cluster.md)',
+    ),
+    null,
+  ),
   ...saelensSaeOptions,
 };
 
@@ -166,6 +174,7 @@ export async function prepareTraining(
   ctx: RunContext,
   kind: TrainingKind,
 ): Promise<PreparedTraining> {
+  const share = sweepShare(cfg.shard, Math.max(cfg.saes.length, 1));
   const usingModel = cfg.activations === null;
   const shape = usingModel ? await modelShape(cfg.model) : null;
   const gpt2Like = shape !== null && shape.nLayer === 12 && shape.nEmbd === 768;
@@ -237,7 +246,7 @@ export async function prepareTraining(
   );
   try {
     const prependBos = cfg.prepend_bos ?? input.prependBos;
-    const configs = drafts.map((d, i) => {
+    const sweep = drafts.map((d, i) => {
       const dIn = input.widths[d.hook_name as string] as number;
       const dOut = d.hook_name_out ? input.widths[d.hook_name_out as string] : undefined;
       const dSae = requestedDSae(d, cfg, dIn) ?? (gpt2Like ? 16 : 8) * dIn;
@@ -262,6 +271,19 @@ export async function prepareTraining(
         },
       };
     });
+    // Names and seeds come from the whole sweep, so a task trains its SAEs exactly as the unsplit run would.
+    const configs = sweep.filter((_, i) => share === null || i % share.count === share.index);
+    if (share !== null) {
+      writeSweepPart(
+        ctx.runDir,
+        share,
+        sweep.map((c) => c.name),
+        configs.map((c) => c.name),
+      );
+      ctx.log.info(
+        `task ${share.index} of ${share.count}: SAEs ${configs.map((c) => c.name).join(', ')} of the sweep`,
+      );
+    }
 
     const checkpointDir = path.join(ctx.runDir, 'checkpoint');
     const resuming = ctx.resume && existsSync(path.join(checkpointDir, TRAINER_MANIFEST));
