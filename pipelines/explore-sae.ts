@@ -37,8 +37,15 @@ export default definePipeline({
       const mb = (n: number) => `${(n / 2 ** 20).toFixed(2)} MiB`;
       for (const [name, bytes] of Object.entries(result.files)) ctx.log.info(`${name}: ${mb(bytes)}`);
       ctx.log.info(`page weight ${mb(result.pageBytes)}; open ${PAGE_FILE} through a static server:`);
-      ctx.log.info(`  python3 -m http.server 8000 -d ${result.dir}   then http://localhost:8000/${PAGE_FILE}`);
-      return { dir: result.dir, page_bytes: result.pageBytes, files: result.files, manifest: result.manifest };
+      ctx.log.info(
+        `  python3 -m http.server 8000 -d ${result.dir}   then http://localhost:8000/${PAGE_FILE}`,
+      );
+      return {
+        dir: result.dir,
+        page_bytes: result.pageBytes,
+        files: result.files,
+        manifest: result.manifest,
+      };
     });
   },
 });

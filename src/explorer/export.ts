@@ -83,7 +83,12 @@ export async function writeExplorer(opts: ExplorerOptions): Promise<ExplorerResu
   const target = await loadEvalTarget(location, { config, name: source.name });
   const tokenizer = await loadTokenizer(source.dir);
   const { processing } = evalProcessing(null, [target]);
-  const windowing = resolveWindowing({ contextSize: null, prependBos: null }, [target], config, tokenizer.prependBos);
+  const windowing = resolveWindowing(
+    { contextSize: null, prependBos: null },
+    [target],
+    config,
+    tokenizer.prependBos,
+  );
   const bos = tokenizer.bosId ?? tokenizer.eosId;
   const bosId = windowing.prependBos ? bos : null;
   try {
@@ -117,7 +122,9 @@ export async function writeExplorer(opts: ExplorerOptions): Promise<ExplorerResu
     }
     const bytes = encodeOnnxModel(chosen);
     if (bytes.length >= PROTOBUF_LIMIT) {
-      throw new UserError(`the explorer's graph is ${(bytes.length / 2 ** 30).toFixed(2)} GiB, over protobuf's 2 GiB`);
+      throw new UserError(
+        `the explorer's graph is ${(bytes.length / 2 ** 30).toFixed(2)} GiB, over protobuf's 2 GiB`,
+      );
     }
 
     await mkdir(opts.out, { recursive: true });

@@ -32,7 +32,10 @@ async function bundle(): Promise<Uint8Array> {
 }
 
 /** Writes the page files; returns their sizes by name. */
-export async function writePageFiles(dir: string, manifest: ExplorerManifest): Promise<Record<string, number>> {
+export async function writePageFiles(
+  dir: string,
+  manifest: ExplorerManifest,
+): Promise<Record<string, number>> {
   const script = await bundle();
   await writeFile(path.join(dir, SCRIPT_FILE), script);
   const css = await readFile(path.join(PAGE_DIR, 'explorer.css'), 'utf8');

@@ -90,7 +90,12 @@ async function start(): Promise<void> {
     features.dispose();
     renderTokens(
       tbody,
-      cut.map((id, i) => ({ id, text: tokenizer.decodeToken(id), special: special.has(id), features: rows[i]! })),
+      cut.map((id, i) => ({
+        id,
+        text: tokenizer.decodeToken(id),
+        special: special.has(id),
+        features: rows[i]!,
+      })),
       (f) => byFeature.has(f),
     );
     runs++;

@@ -35,7 +35,10 @@ export function renderTokens(
     ...rows.map((row, pos) => {
       const tr = el('tr', { class: row.special ? 'tok special' : 'tok', 'data-pos': String(pos) });
       tr.dataset['tokenId'] = String(row.id);
-      tr.append(el('td', {}, String(pos)), el('td', { class: 'tk' }, visibleWhitespace(row.text, { spaces: true })));
+      tr.append(
+        el('td', {}, String(pos)),
+        el('td', { class: 'tk' }, visibleWhitespace(row.text, { spaces: true })),
+      );
       const cell = el('td', { class: 'feats' });
       if (row.features.length === 0) cell.append(el('span', { class: 'empty' }, 'no feature fires'));
       for (const f of row.features) {
@@ -58,7 +61,8 @@ function tokenList(title: string, items: FeatureDashboard['promoted']): HTMLElem
   const box = el('div', {}, '');
   box.append(el('strong', {}, title));
   const ul = el('ul');
-  for (const t of items) ul.append(el('li', {}, `${visibleWhitespace(t.token, { spaces: true })}  ${t.value.toFixed(3)}`));
+  for (const t of items)
+    ul.append(el('li', {}, `${visibleWhitespace(t.token, { spaces: true })}  ${t.value.toFixed(3)}`));
   box.append(ul);
   return box;
 }
@@ -133,7 +137,10 @@ export function renderSearch(
       const b = el('button', { type: 'button', class: 'feat has-dash' }, `${d.feature}`);
       b.dataset['feature'] = String(d.feature);
       b.addEventListener('click', () => open(d.feature));
-      li.append(b, ` promotes ${visibleWhitespace(best!.token, { spaces: true })} (${best!.value.toFixed(3)})`);
+      li.append(
+        b,
+        ` promotes ${visibleWhitespace(best!.token, { spaces: true })} (${best!.value.toFixed(3)})`,
+      );
       return li;
     }),
   );
