@@ -102,7 +102,7 @@ async function writeSaeRun(
   const dashboards: FeatureDashboard[] = dashboardFeatures.map((feature) => ({
     sae: 'rand',
     feature,
-    density: 0.01 * (feature + 1),
+    density: (feature + 1) / 1000,
     max_activation: 2 + feature,
     top_contexts: [
       { tokens: [' the', ` whale${feature}`, '<img src=x>'], activations: [0, 2 + feature, 1], max_index: 1 },
