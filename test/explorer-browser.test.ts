@@ -11,16 +11,11 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import packagedChromium from '@sparticuz/chromium';
 import * as tf from '@tensorflow/tfjs-core';
-import { chromium } from 'playwright-core';
-import type { Browser, Page } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeExplorer } from '../src/explorer/export.js';
 import type { ExplorerResult } from '../src/explorer/export.js';
-import { PAGE_FILE } from '../src/explorer/manifest.js';
-import { serveFolder } from '../src/explorer/static-server.js';
-import type { StaticServer } from '../src/explorer/static-server.js';
 import { loadModel, readModelConfig, TfjsRunner } from '../src/model/index.js';
 import type { ReplacementSae } from '../src/model/index.js';
 import { selectBackend } from '../src/pipeline/backend.js';
@@ -28,6 +23,8 @@ import type { FeatureDashboard } from '../src/report/types.js';
 import { Sae } from '../src/sae/sae.js';
 import { writeSaeFolder } from '../src/sae/saelens-folder.js';
 import { loadTokenizer } from '../src/tokenizer/index.js';
+import { launchChromium, openExplorer, runText } from './explorer-page.js';
+import type { OpenedPage, PageFeature, PageRow } from './explorer-page.js';
 import { randomSae } from './replacement-helpers.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -36,50 +33,13 @@ const TINY_GPT2 = join(ROOT, 'models/tiny-gpt2');
 const GEMMA2 = join(ROOT, 'test/fixtures/families/gemma2/model');
 const SENTENCE =
   'The whale swam past the ship, and Ahab shouted <b>"there she blows!"</b>\n\tCall me Ishmael.';
-// The report test's flags (web security stays on, so the page cannot reach what the test must see it never does).
-const ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
-
-interface PageFeature {
-  feature: number;
-  activation: number;
-}
-interface PageRow {
-  tokenId: number;
-  features: PageFeature[];
-}
-/** The few DOM shapes the page.evaluate callbacks read (no lib "dom" in the Node tests). */
-interface DomElement {
-  dataset: Record<string, string | undefined>;
-  querySelectorAll(selector: string): ArrayLike<DomElement>;
-}
-interface DomGlobals {
-  document: { querySelectorAll(selector: string): ArrayLike<DomElement> };
-}
-
 let dir: string;
 let browser: Browser | undefined;
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'saeflow-explorer-'));
   await selectBackend('wasm');
-  const executablePath = await packagedChromium.executablePath();
-  browser = await chromium.launch({
-    executablePath,
-    args: ARGS,
-    env: {
-      ...process.env,
-      FONTCONFIG_PATH: process.env['FONTCONFIG_PATH'] ?? join(dirname(executablePath), 'fonts'),
-    },
-  });
+  browser = await launchChromium();
 });
 
 afterAll(async () => {
@@ -178,61 +138,6 @@ function expectedTop(features: Float32Array, width: number, k: number): PageFeat
   return rows;
 }
 
-interface OpenedPage {
-  page: Page;
-  server: StaticServer;
-  problems: string[];
-  urls: string[];
-}
-
-async function openExplorer(folder: string): Promise<OpenedPage> {
-  const server = await serveFolder(folder);
-  const page = await browser!.newPage({ viewport: { width: 1280, height: 900 } });
-  const problems: string[] = [];
-  const urls: string[] = [];
-  page.on('console', (m) => {
-    if (m.type() === 'error' || m.type() === 'warning') problems.push(`${m.type()}: ${m.text()}`);
-  });
-  page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
-  page.on('requestfailed', (r) => problems.push(`failed: ${r.url()}`));
-  page.on('request', (r) => urls.push(r.url()));
-  await page.goto(server.url + PAGE_FILE, { waitUntil: 'load' });
-  // The page runs its default text once ready.
-  await page.waitForSelector('#status[data-state="done"]', { timeout: 60_000 });
-  return { page, server, problems, urls };
-}
-
-/** Types the text, runs it, and reads back every token row. */
-async function runText(page: Page, text: string): Promise<{ rows: PageRow[]; tokens: number; ms: number }> {
-  const before = Number(await page.getAttribute('#status', 'data-runs'));
-  await page.fill('#text', text);
-  await page.click('#run');
-  await page.waitForFunction(
-    (n) => {
-      const s = (globalThis as unknown as DomGlobals).document.querySelectorAll('#status')[0]!;
-      return s.dataset['state'] === 'done' && Number(s.dataset['runs']) > n;
-    },
-    before,
-    { timeout: 60_000 },
-  );
-  const rows = await page.evaluate(() =>
-    Array.from((globalThis as unknown as DomGlobals).document.querySelectorAll('#tokens tr.tok')).map(
-      (tr) => ({
-        tokenId: Number(tr.dataset['tokenId']),
-        features: Array.from(tr.querySelectorAll('button.feat')).map((b) => ({
-          feature: Number(b.dataset['feature']),
-          activation: Number(b.dataset['act']),
-        })),
-      }),
-    ),
-  );
-  return {
-    rows,
-    tokens: Number(await page.getAttribute('#status', 'data-tokens')),
-    ms: Number(await page.getAttribute('#status', 'data-ms')),
-  };
-}
-
 function expectSameFeatures(rows: PageRow[], ids: number[], expected: PageFeature[][]): void {
   expect(rows.map((r) => r.tokenId)).toEqual(ids);
   rows.forEach((row, pos) => {
@@ -283,7 +188,7 @@ describe('the explorer for tiny-gpt2 in Chromium', () => {
       maxModelBytes: 2 ** 31,
       log: () => undefined,
     });
-    opened = await openExplorer(exported.dir);
+    opened = await openExplorer(browser!, exported.dir);
   });
 
   afterAll(async () => {
@@ -370,7 +275,7 @@ describe('the explorer for a Gemma 2 (tokenizer.json) in Chromium', () => {
       log: () => undefined,
     });
     expect(exported.manifest.tokenizer.kind).toBe('tokenizer.json');
-    opened = await openExplorer(exported.dir);
+    opened = await openExplorer(browser!, exported.dir);
   });
 
   afterAll(async () => {

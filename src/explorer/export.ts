@@ -3,7 +3,7 @@
  * (graph.ts), the tokenizer's data, the dashboards an evaluation collected, onnxruntime-web's WebAssembly
  * and the page with its bundled script (page-files.ts). Everything the page loads lies in the folder.
  */
-import { copyFile, mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { encodeOnnxModel, PROTOBUF_LIMIT } from '../engine/onnx/onnx-proto.js';
 import type { OnnxModel } from '../engine/onnx/onnx-proto.js';
@@ -142,12 +142,12 @@ export async function writeExplorer(opts: ExplorerOptions): Promise<ExplorerResu
         files: { tokenizer: TOKENIZER_FILE, config: TOKENIZER_CONFIG_FILE },
       };
       for (const name of [TOKENIZER_FILE, TOKENIZER_CONFIG_FILE]) {
-        const from = path.join(source.dir, name);
         // tokenizer_config.json is optional for the library; an empty object stands in for a missing one.
-        await copyFile(from, path.join(opts.out, name)).catch(async (e: NodeJS.ErrnoException) => {
+        const data = await readFile(path.join(source.dir, name)).catch((e: NodeJS.ErrnoException) => {
           if (e.code !== 'ENOENT' || name === TOKENIZER_FILE) throw e;
-          await writeFile(path.join(opts.out, name), '{}');
+          return '{}';
         });
+        await put(name, data);
       }
     }
 
