@@ -30,7 +30,6 @@ import { randomSae } from './replacement-helpers.js';
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const ARTIFACTS = join(ROOT, 'test/artifacts');
 const TINY_GPT2 = join(ROOT, 'models/tiny-gpt2');
-const GEMMA2 = join(ROOT, 'test/fixtures/families/gemma2/model');
 const SENTENCE =
   'The whale swam past the ship, and Ahab shouted <b>"there she blows!"</b>\n\tCall me Ishmael.';
 let dir: string;
@@ -256,37 +255,52 @@ describe('the explorer for tiny-gpt2 in Chromium', () => {
   });
 });
 
-describe('the explorer for a Gemma 2 (tokenizer.json) in Chromium', () => {
-  const HOOK = 'blocks.1.hook_resid_post';
-  let opened: OpenedPage;
-  let sae: ReplacementSae;
+/** Other families, each with its tokenizer.json run in the page, and a different SAE kind and hook. */
+const FAMILIES = [
+  { family: 'gemma2', architecture: 'topk', hook: 'blocks.1.hook_resid_post', bos: true },
+  // Qwen2 feeds no BOS by TransformerLens's default.
+  { family: 'qwen2', architecture: 'jumprelu', hook: 'blocks.0.hook_mlp_out', bos: false },
+  // A rank-4 hook ([batch, seq, heads, d_head], flattened per token as SAELens does).
+  { family: 'gpt_neox', architecture: 'standard', hook: 'blocks.1.attn.hook_z', bos: true },
+] as const;
 
-  beforeAll(async () => {
-    const config = await readModelConfig(GEMMA2);
-    sae = randomSae({ architecture: 'topk', hook: HOOK, dIn: config.dModel, dSae: 128, k: 12, seed: 2 });
-    const written = await writeSaeRun(join(dir, 'gemma-run'), sae, []);
-    const exported = await writeExplorer({
-      sae: written.saeDir,
-      out: join(dir, 'gemma-explorer'),
-      model: GEMMA2,
-      weights: 'float32',
-      topK: 8,
-      maxModelBytes: 2 ** 31,
-      log: () => undefined,
+for (const { family, architecture, hook, bos } of FAMILIES) {
+  describe(`the explorer for the ${family} fixture (tokenizer.json) in Chromium`, () => {
+    const modelDir = join(ROOT, `test/fixtures/families/${family}/model`);
+    let opened: OpenedPage;
+    let sae: ReplacementSae;
+
+    beforeAll(async () => {
+      const config = await readModelConfig(modelDir);
+      const dIn = hook.endsWith('hook_z') ? config.nHeads * config.dHead : config.dModel;
+      sae = randomSae({ architecture, hook, dIn, dSae: 128, k: 12, seed: 2 });
+      const written = await writeSaeRun(join(dir, `${family}-run`), sae, []);
+      const exported = await writeExplorer({
+        sae: written.saeDir,
+        out: join(dir, `${family}-explorer`),
+        model: modelDir,
+        weights: 'float32',
+        topK: 8,
+        maxModelBytes: 2 ** 31,
+        log: () => undefined,
+      });
+      expect(exported.manifest.tokenizer.kind).toBe('tokenizer.json');
+      expect(exported.manifest.bos_id === null).toBe(!bos);
+      opened = await openExplorer(browser!, exported.dir);
     });
-    expect(exported.manifest.tokenizer.kind).toBe('tokenizer.json');
-    opened = await openExplorer(browser!, exported.dir);
-  });
 
-  afterAll(async () => {
-    await opened?.page.close();
-    await opened?.server.close();
-  });
+    afterAll(async () => {
+      await opened?.page.close();
+      await opened?.server.close();
+    });
 
-  it('tokenizes with tokenizer.json in the page and shows the features saeflow computes', async () => {
-    const { rows } = await runText(opened.page, SENTENCE);
-    const ref = await referenceFeatures(GEMMA2, sae, HOOK, SENTENCE);
-    expectSameFeatures(rows, ref.ids, expectedTop(ref.features, 128, 8));
-    expectOnlyOwnRequests(opened);
+    it(`tokenizes in the page and shows the features saeflow computes (${architecture} at ${hook})`, async () => {
+      const { rows } = await runText(opened.page, SENTENCE);
+      const ref = await referenceFeatures(modelDir, sae, hook, SENTENCE);
+      const expected = expectedTop(ref.features, 128, 8);
+      expect(expected.filter((r) => r.length > 0).length).toBeGreaterThan(ref.ids.length / 2);
+      expectSameFeatures(rows, ref.ids, expected);
+      expectOnlyOwnRequests(opened);
+    });
   });
-});
+}
