@@ -20,6 +20,10 @@ export default definePipeline({
       'weights in model.onnx; auto: float16 if the feature activations stay within 1e-2 of float32 (measured), else float32',
     ),
     top_k: opt.int(8, 'features shown per token', { min: 1 }),
+    webgpu: opt.boolean(
+      false,
+      "ship onnxruntime-web's WebGPU build (a 26 MB .wasm instead of 14 MB): WebGPU where the browser has it, else WebAssembly",
+    ),
     max_model_mb: opt.int(2048, 'refuse models with more float32 weights than this (MiB)', { min: 1 }),
   },
   build(cfg, ctx) {
@@ -31,6 +35,7 @@ export default definePipeline({
         model: cfg.model,
         weights: cfg.weights,
         topK: cfg.top_k,
+        webgpu: cfg.webgpu,
         maxModelBytes: cfg.max_model_mb * 2 ** 20,
         log: (msg) => ctx.log.info(msg),
       });

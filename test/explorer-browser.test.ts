@@ -304,3 +304,64 @@ for (const { family, architecture, hook, bos } of FAMILIES) {
     });
   });
 }
+
+describe("the explorer with onnxruntime-web's WebGPU build in Chromium without a GPU", () => {
+  const HOOK = 'blocks.1.hook_resid_post';
+  const sae = randomSae({ architecture: 'topk', hook: HOOK, dIn: 64, dSae: 128, k: 10, seed: 4 });
+  let opened: OpenedPage;
+
+  beforeAll(async () => {
+    const written = await writeSaeRun(join(dir, 'webgpu-run'), sae, []);
+    const exported = await writeExplorer({
+      sae: written.saeDir,
+      out: join(dir, 'webgpu-explorer'),
+      model: TINY_GPT2,
+      weights: 'float32',
+      topK: 8,
+      webgpu: true,
+      maxModelBytes: 2 ** 31,
+      log: () => undefined,
+    });
+    expect(Object.keys(exported.files)).toContain('ort-wasm-simd-threaded.asyncify.wasm');
+    opened = await openExplorer(browser!, exported.dir);
+  });
+
+  afterAll(async () => {
+    await opened?.page.close();
+    await opened?.server.close();
+  });
+
+  it('falls back to WebAssembly and shows the features saeflow computes', async () => {
+    // The browser runs with --disable-gpu: no adapter, so the WebAssembly provider of the same build runs.
+    expect(await opened.page.getAttribute('#status', 'data-provider')).toBe('wasm');
+    // Chromium's own warning when asked for a WebGPU adapter it cannot give (--disable-gpu); nothing else may show.
+    const warning = 'warning: Failed to create WebGPU Context Provider';
+    expect(opened.problems).toEqual([warning]);
+    opened.problems.splice(0);
+    const { rows } = await runText(opened.page, SENTENCE);
+    const ref = await referenceFeatures(TINY_GPT2, sae, HOOK, SENTENCE);
+    expectSameFeatures(rows, ref.ids, expectedTop(ref.features, 128, 8));
+    expectOnlyOwnRequests(opened);
+  });
+
+  it("runs on WebGPU where the browser has an adapter (SwiftShader's, on the CPU)", async () => {
+    const gpuBrowser = await launchChromium({ softwareWebgpu: true });
+    try {
+      const onGpu = await openExplorer(gpuBrowser, opened.server.dir);
+      expect(await onGpu.page.getAttribute('#status', 'data-provider')).toBe('webgpu');
+      const { rows } = await runText(onGpu.page, SENTENCE);
+      const ref = await referenceFeatures(TINY_GPT2, sae, HOOK, SENTENCE);
+      expectSameFeatures(rows, ref.ids, expectedTop(ref.features, 128, 8));
+      // Chromium says so whenever WebGPU is on in Linux; the page itself must say nothing.
+      expect(
+        onGpu.problems.filter((p) => !p.startsWith('warning: WebGPU is experimental on this platform')),
+      ).toEqual([]);
+      onGpu.problems.splice(0);
+      expectOnlyOwnRequests(onGpu);
+      await onGpu.page.close();
+      await onGpu.server.close();
+    } finally {
+      await gpuBrowser.close();
+    }
+  });
+});

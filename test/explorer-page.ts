@@ -40,11 +40,23 @@ interface DomGlobals {
   document: { querySelectorAll(selector: string): ArrayLike<DomElement> };
 }
 
-export async function launchChromium(): Promise<Browser> {
+/**
+ * WebGPU on the CPU: Chromium's SwiftShader Vulkan gives a WebGPU adapter with no GPU, so the page's WebGPU
+ * path runs for real on any machine (slowly; it checks the numbers, not the speed).
+ */
+const SOFTWARE_WEBGPU = [
+  '--enable-unsafe-webgpu',
+  '--enable-features=Vulkan',
+  '--use-angle=swiftshader',
+  '--use-webgpu-adapter=swiftshader',
+  '--enable-unsafe-swiftshader',
+];
+
+export async function launchChromium(options: { softwareWebgpu?: boolean } = {}): Promise<Browser> {
   const executablePath = await packagedChromium.executablePath();
   return chromium.launch({
     executablePath,
-    args: ARGS,
+    args: options.softwareWebgpu ? [...ARGS.filter((a) => a !== '--disable-gpu'), ...SOFTWARE_WEBGPU] : ARGS,
     // The fonts unpacked beside the binary, so text renders on a machine without system fonts.
     env: {
       ...process.env,

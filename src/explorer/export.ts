@@ -17,7 +17,7 @@ import { UserError } from '../pipeline/errors.js';
 import { loadTokenizer, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE } from '../tokenizer/load-tokenizer.js';
 import { findDashboards } from './dashboards.js';
 import { buildExplorerGraph, withFloat16Weights } from './graph.js';
-import { FEATURES_FILE, MANIFEST_FILE, MODEL_FILE } from './manifest.js';
+import { FEATURES_FILE, MANIFEST_FILE, MODEL_FILE, ORT_WASM_FILE, ORT_WEBGPU_WASM_FILE } from './manifest.js';
 import type { ExplorerManifest, ExplorerTokenizer } from './manifest.js';
 import { writePageFiles } from './page-files.js';
 import { runFeatures } from './run-graph.js';
@@ -39,6 +39,8 @@ export interface ExplorerOptions {
   model: string;
   weights: 'auto' | 'float32' | 'float16';
   topK: number;
+  /** Ship onnxruntime-web's WebGPU build: the page tries WebGPU first, WebAssembly where there is none. */
+  webgpu?: boolean;
   /** Models whose float32 checkpoint is larger are refused (the page holds the graph in wasm memory). */
   maxModelBytes: number;
   log: (msg: string) => void;
@@ -186,6 +188,7 @@ export async function writeExplorer(opts: ExplorerOptions): Promise<ExplorerResu
         bytes: bytes.length,
       },
       tokenizer: tokenizerSpec,
+      runtime: { wasm: opts.webgpu ? ORT_WEBGPU_WASM_FILE : ORT_WASM_FILE, webgpu: opts.webgpu === true },
       bos_id: bosId,
       special_ids: [...tokenizer.specialIds],
       context_size: windowing.contextSize,

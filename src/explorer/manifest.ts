@@ -10,6 +10,8 @@ export const PAGE_FILE = 'explorer.html';
 export const SCRIPT_FILE = 'explorer.js';
 /** onnxruntime-web's WebAssembly build (SIMD, threads when the page is cross-origin isolated). */
 export const ORT_WASM_FILE = 'ort-wasm-simd-threaded.wasm';
+/** The build behind onnxruntime-web's WebGPU bundle, which also runs the WebAssembly provider. */
+export const ORT_WEBGPU_WASM_FILE = 'ort-wasm-simd-threaded.asyncify.wasm';
 
 export type ExplorerTokenizer =
   /** GPT-2's BPE through gpt-tokenizer, bundled into the script (as src/tokenizer/gpt2.ts in Node). */
@@ -44,6 +46,12 @@ export interface ExplorerManifest {
     bytes: number;
   };
   tokenizer: ExplorerTokenizer;
+  runtime: {
+    /** The onnxruntime-web WebAssembly file beside the page. */
+    wasm: string;
+    /** Whether the page tries WebGPU first (and falls back to WebAssembly where the browser has none). */
+    webgpu: boolean;
+  };
   /** Prepended to every text, as the SAE's training windows began (null: none). */
   bos_id: number | null;
   /** Ids SAELens leaves out of training and metrics (shown, but marked). */

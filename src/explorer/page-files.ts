@@ -8,14 +8,29 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
+import type { Plugin } from 'esbuild';
 import { escapeHtml } from '../report/escape.js';
-import { ORT_WASM_FILE, PAGE_FILE, SCRIPT_FILE } from './manifest.js';
+import { PAGE_FILE, SCRIPT_FILE } from './manifest.js';
 import type { ExplorerManifest } from './manifest.js';
 
 const PAGE_DIR = fileURLToPath(new URL('./page/', import.meta.url));
 
-async function bundle(): Promise<Uint8Array> {
+/**
+ * The page imports onnxruntime-web's WebAssembly-only bundle; with WebGPU the same code gets the WebGPU
+ * bundle instead (same API, a larger .wasm), so the page has one source either way.
+ */
+const webgpuRuntime: Plugin = {
+  name: 'onnxruntime-webgpu',
+  setup(b) {
+    b.onResolve({ filter: /^onnxruntime-web\/wasm$/ }, (args) =>
+      b.resolve('onnxruntime-web/webgpu', { kind: args.kind, resolveDir: args.resolveDir }),
+    );
+  },
+};
+
+async function bundle(webgpu: boolean): Promise<Uint8Array> {
   const result = await build({
+    plugins: webgpu ? [webgpuRuntime] : [],
     entryPoints: [path.join(PAGE_DIR, 'main.ts')],
     bundle: true,
     format: 'esm',
@@ -36,7 +51,7 @@ export async function writePageFiles(
   dir: string,
   manifest: ExplorerManifest,
 ): Promise<Record<string, number>> {
-  const script = await bundle();
+  const script = await bundle(manifest.runtime.webgpu);
   await writeFile(path.join(dir, SCRIPT_FILE), script);
   const css = await readFile(path.join(PAGE_DIR, 'explorer.css'), 'utf8');
   const template = await readFile(path.join(PAGE_DIR, 'explorer.html'), 'utf8');
@@ -46,11 +61,12 @@ export async function writePageFiles(
     .replace('{{css}}', () => css)
     .replace('{{script}}', () => SCRIPT_FILE);
   await writeFile(path.join(dir, PAGE_FILE), html);
-  const wasm = createRequire(import.meta.url).resolve(`onnxruntime-web/${ORT_WASM_FILE}`);
-  await copyFile(wasm, path.join(dir, ORT_WASM_FILE));
+  const wasmFile = manifest.runtime.wasm;
+  const wasm = createRequire(import.meta.url).resolve(`onnxruntime-web/${wasmFile}`);
+  await copyFile(wasm, path.join(dir, wasmFile));
   return {
     [PAGE_FILE]: Buffer.byteLength(html),
     [SCRIPT_FILE]: script.length,
-    [ORT_WASM_FILE]: (await stat(wasm)).size,
+    [wasmFile]: (await stat(wasm)).size,
   };
 }

@@ -21,6 +21,8 @@ const TYPES: Record<string, string> = {
 export interface StaticServer {
   /** `http://127.0.0.1:PORT/` */
   url: string;
+  /** The folder served. */
+  dir: string;
   /** Paths requested, in order, with the status answered. */
   requests: Array<{ path: string; status: number }>;
   close(): Promise<void>;
@@ -62,6 +64,7 @@ export async function serveFolder(dir: string, port = 0): Promise<StaticServer> 
   const { port: bound } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${bound}/`,
+    dir,
     requests,
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };

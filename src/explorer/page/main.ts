@@ -8,7 +8,7 @@
  */
 import * as ort from 'onnxruntime-web/wasm';
 import type { FeatureDashboard } from '../../report/types.js';
-import { MANIFEST_FILE, ORT_WASM_FILE } from '../manifest.js';
+import { MANIFEST_FILE } from '../manifest.js';
 import type { ExplorerManifest } from '../manifest.js';
 import { renderDashboard, renderSearch, renderTokens } from './render.js';
 import { loadPageTokenizer } from './tokenize.js';
@@ -32,11 +32,33 @@ async function fetchJson<T>(url: string): Promise<T> {
   return (await r.json()) as T;
 }
 
+/** The execution provider that ran: WebGPU when asked for and the browser has an adapter, else WebAssembly. */
+let provider = 'wasm';
+
+async function createSession(bytes: Uint8Array, webgpu: boolean): Promise<ort.InferenceSession> {
+  const gpu = (navigator as Navigator & { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;
+  if (webgpu && gpu && (await gpu.requestAdapter().catch(() => null))) {
+    try {
+      // Severity 3 (errors): onnxruntime warns at every WebGPU session that it keeps shape ops on the CPU,
+      // which it does on purpose.
+      const session = await ort.InferenceSession.create(bytes, {
+        executionProviders: ['webgpu'],
+        logSeverityLevel: 3,
+      });
+      provider = 'webgpu';
+      return session;
+    } catch {
+      // A browser can offer an adapter that onnxruntime cannot use; WebAssembly always works.
+    }
+  }
+  return ort.InferenceSession.create(bytes, { executionProviders: ['wasm'] });
+}
+
 async function start(): Promise<void> {
   const manifest = await fetchJson<ExplorerManifest>(MANIFEST_FILE);
   // Only our own copy of the WebAssembly, never a CDN's; threads only where the browser allows them
   // (cross-origin isolation), else onnxruntime would warn and fall back anyway.
-  ort.env.wasm.wasmPaths = { wasm: new URL(ORT_WASM_FILE, document.baseURI).href };
+  ort.env.wasm.wasmPaths = { wasm: new URL(manifest.runtime.wasm, document.baseURI).href };
   ort.env.wasm.numThreads = globalThis.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency) : 1;
   const [tokenizer, session, dashboards] = await Promise.all([
     loadPageTokenizer(manifest),
@@ -45,7 +67,7 @@ async function start(): Promise<void> {
         if (!r.ok) throw new Error(`${manifest.graph.file}: HTTP ${r.status}`);
         return r.arrayBuffer();
       })
-      .then((bytes) => ort.InferenceSession.create(new Uint8Array(bytes), { executionProviders: ['wasm'] })),
+      .then((bytes) => createSession(new Uint8Array(bytes), manifest.runtime.webgpu)),
     manifest.dashboards ? fetchJson<FeatureDashboard[]>(manifest.dashboards.file) : Promise.resolve([]),
   ]);
   const byFeature = new Map(dashboards.map((d) => [d.feature, d]));
@@ -53,7 +75,7 @@ async function start(): Promise<void> {
   $('#about').textContent =
     `${manifest.sae.architecture} SAE ${manifest.sae.name} (${manifest.sae.d_sae} features) at ` +
     `${manifest.sae.hook_name_out ? `${manifest.sae.hook_name} → ${manifest.sae.hook_name_out}` : manifest.sae.hook_name}` +
-    ` of ${manifest.model.name}; ${manifest.graph.weights} weights; ` +
+    ` of ${manifest.model.name}; ${manifest.graph.weights} weights on ${provider === 'webgpu' ? 'WebGPU' : 'WebAssembly'}; ` +
     (manifest.dashboards ? `${manifest.dashboards.features} feature dashboards.` : 'no feature dashboards.');
 
   const text = $<HTMLTextAreaElement>('#text');
@@ -122,6 +144,7 @@ async function start(): Promise<void> {
   search.disabled = dashboards.length === 0;
   if (dashboards.length === 0) search.placeholder = 'no dashboards to search';
   search.addEventListener('input', () => renderSearch($('#search-results'), search.value, dashboards, open));
+  status.dataset['provider'] = provider;
   button.disabled = false;
   setStatus('ready', 'ready');
   queue();
