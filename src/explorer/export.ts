@@ -64,6 +64,20 @@ function maxRelativeDifference(a: Float32Array, b: Float32Array): number {
   return scale === 0 ? diff : diff / scale;
 }
 
+/** Tokens whose set of firing features differs between two [tokens, width] activation matrices. */
+function tokensFiringDifferently(a: Float32Array, b: Float32Array, width: number): number {
+  let n = 0;
+  for (let t = 0; t < a.length / width; t++) {
+    for (let j = t * width; j < (t + 1) * width; j++) {
+      if (a[j]! > 0 !== b[j]! > 0) {
+        n++;
+        break;
+      }
+    }
+  }
+  return n;
+}
+
 export async function writeExplorer(opts: ExplorerOptions): Promise<ExplorerResult> {
   const locations = findSaeFolders([opts.sae]);
   if (locations.length !== 1) {
@@ -116,8 +130,10 @@ export async function writeExplorer(opts: ExplorerOptions): Promise<ExplorerResu
       ];
       difference = maxRelativeDifference(full, halved);
       const fits = difference <= FLOAT16_TOLERANCE;
+      const changed = tokensFiringDifferently(full, halved, target.config.d_sae);
       opts.log(
-        `float16 weights: feature activations within ${difference.toExponential(2)} of float32 (relative to the largest)` +
+        `float16 weights: feature activations within ${difference.toExponential(2)} of float32 (relative to the largest); ` +
+          `${changed} of ${probe.length} probe tokens fire a different set of features` +
           (fits || opts.weights === 'float16' ? '' : `, over ${FLOAT16_TOLERANCE}: keeping float32`),
       );
       if (fits || opts.weights === 'float16') chosen = half;
