@@ -189,6 +189,12 @@ describe('renderReport on a sweep with dashboards', () => {
     expect(ids.sort()).toEqual(expected.sort());
   });
 
+  it('gives the command that exports the live explorer for an SAE with dashboards, its path escaped', () => {
+    const withDashboards = data.saes.find((s) => data.dashboards.some((d) => d.sae === s.name))!;
+    const path = withDashboards.path.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+    expect(html).toContain(`pipelines/explore-sae.ts --sae ${path}</code>`);
+  });
+
   it('lists SAEs by layer with formatted numbers and the canonical SAEs marked', () => {
     const summary = html.slice(html.indexOf('<section id="summary">'), html.indexOf('<section id="layers">'));
     const names = [...summary.matchAll(/<td class="txt name" data-v="([^"]+)"/g)].map((m) => m[1]);

@@ -118,5 +118,21 @@ export function dashboardsSection(data: ReportData, charts: ChartSlots): string 
     cards.push(`<h3 class="group">${e(sae.name)}</h3>`);
     for (const [d, i] of mine) cards.push(dashboardCard(data, d, i, charts));
   }
-  return indexTable + cards.join('');
+  return indexTable + explorerNote(data) + cards.join('');
+}
+
+/**
+ * How to open the live explorer (issue 18) for these SAEs: a page needs its own folder of files (the model
+ * graph, onnxruntime's WebAssembly) that a self-contained report cannot carry, so the report gives the
+ * command that writes it, with these dashboards included.
+ */
+function explorerNote(data: ReportData): string {
+  const first = data.saes.find((s) => data.dashboards.some((d) => d.sae === s.name));
+  if (!first) return '';
+  return (
+    '<p class="note">Type your own text and see which features fire, with the model and the SAE running in ' +
+    'your browser: <code>npx run-pipeline pipelines/explore-sae.ts --sae ' +
+    `${e(first.path)}</code> (any SAE above), then serve its folder, e.g. ` +
+    '<code>python3 -m http.server 8000 -d &lt;its run&gt;</code>, and open <code>explorer.html</code>.</p>'
+  );
 }

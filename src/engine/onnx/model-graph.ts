@@ -170,6 +170,18 @@ export function buildModelGraph(model: Model, forwards: readonly ForwardSpec[]):
 }
 
 /**
+ * The model with only the named outputs, and without what they do not need: a graph exported for another
+ * runtime (the browser explorer) wants an SAE's features but not its reconstruction, whose decoder weights
+ * would then be shipped for nothing.
+ */
+export function keepOutputs(model: OnnxModel, names: readonly string[]): OnnxModel {
+  const missing = names.filter((n) => !model.graph.outputs.some((x) => x.name === n));
+  if (missing.length > 0) throw new Error(`keepOutputs: the graph has no output ${missing.join(', ')}`);
+  const outputs = model.graph.outputs.filter((x) => names.includes(x.name));
+  return withoutDeadNodes({ ...model, graph: { ...model.graph, outputs } });
+}
+
+/**
  * The model without the nodes and initializers no output depends on: a forward computes some values only
  * for hooks a request may capture (GPT-2's repeated position embedding), and onnxruntime would run them.
  */

@@ -9,7 +9,7 @@
 export const ONNX_OPSET = 17;
 export const ONNX_IR_VERSION = 8;
 
-export const TensorElemType = { FLOAT: 1, INT32: 6, INT64: 7, BOOL: 9 } as const;
+export const TensorElemType = { FLOAT: 1, INT32: 6, INT64: 7, BOOL: 9, FLOAT16: 10 } as const;
 export type TensorElemType = (typeof TensorElemType)[keyof typeof TensorElemType];
 
 export type AttributeValue =
@@ -44,8 +44,11 @@ export interface OnnxTensor {
   name: string;
   dims: readonly number[];
   elemType: TensorElemType;
-  /** Little-endian element bytes (raw_data), or where they are in an external data file. */
-  data: Float32Array | Int32Array | BigInt64Array | ExternalData;
+  /**
+   * Little-endian element bytes (raw_data), or where they are in an external data file. FLOAT16 tensors
+   * are their bit patterns in a Uint16Array (Node 20 has no Float16Array).
+   */
+  data: Float32Array | Int32Array | BigInt64Array | Uint16Array | ExternalData;
 }
 
 export function isExternal(data: OnnxTensor['data']): data is ExternalData {

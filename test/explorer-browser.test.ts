@@ -1,0 +1,367 @@
+/**
+ * The explorer end to end: exports it (explore-sae's writeExplorer) for the embedded tiny-gpt2 and a random
+ * SAE, serves the folder on 127.0.0.1, opens it in headless Chromium (the report test's browser), types a
+ * sentence, and compares the per-token top features the page shows with saeflow's own encode of the same
+ * tokens on the other engine (TensorFlow.js: the model's hook activations, then the SAE's encoder), so the
+ * tokenizer, BOS, the exported graph, onnxruntime-web and the page's top-k are all checked against code
+ * that shares none of them but the definitions. Also: no console errors, no request outside the folder,
+ * a dashboard on click, and the in-page forward's speed. Leaves test/artifacts/explorer.png.
+ */
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as tf from '@tensorflow/tfjs-core';
+import type { Browser } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { writeExplorer } from '../src/explorer/export.js';
+import type { ExplorerResult } from '../src/explorer/export.js';
+import { loadModel, readModelConfig, TfjsRunner } from '../src/model/index.js';
+import type { ReplacementSae } from '../src/model/index.js';
+import { selectBackend } from '../src/pipeline/backend.js';
+import type { FeatureDashboard } from '../src/report/types.js';
+import { Sae } from '../src/sae/sae.js';
+import { writeSaeFolder } from '../src/sae/saelens-folder.js';
+import { loadTokenizer } from '../src/tokenizer/index.js';
+import { launchChromium, openExplorer, runText } from './explorer-page.js';
+import type { OpenedPage, PageFeature, PageRow } from './explorer-page.js';
+import { randomSae } from './replacement-helpers.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const ARTIFACTS = join(ROOT, 'test/artifacts');
+const TINY_GPT2 = join(ROOT, 'models/tiny-gpt2');
+const SENTENCE =
+  'The whale swam past the ship, and Ahab shouted <b>"there she blows!"</b>\n\tCall me Ishmael.';
+let dir: string;
+let browser: Browser | undefined;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'saeflow-explorer-'));
+  await selectBackend('wasm');
+  browser = await launchChromium();
+});
+
+afterAll(async () => {
+  await browser?.close();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+/** An SAE folder laid out as a training run writes it, with an eval-sae result beside it holding dashboards. */
+async function writeSaeRun(
+  run: string,
+  sae: ReplacementSae,
+  dashboardFeatures: readonly number[],
+): Promise<{ saeDir: string; dashboards: FeatureDashboard[] }> {
+  const saeDir = join(run, 'saes', 'rand');
+  await mkdir(dirname(saeDir), { recursive: true });
+  await writeSaeFolder(saeDir, sae.config, {
+    architecture: sae.config.architecture,
+    tensors: { ...sae.tensors },
+  });
+  const dashboards: FeatureDashboard[] = dashboardFeatures.map((feature) => ({
+    sae: 'rand',
+    feature,
+    density: (feature + 1) / 1000,
+    max_activation: 2 + feature,
+    top_contexts: [
+      { tokens: [' the', ` whale${feature}`, '<img src=x>'], activations: [0, 2 + feature, 1], max_index: 1 },
+    ],
+    histogram: { edges: [0, 1, 2], counts: [3, 1] },
+    promoted: [{ token: ` harpoon${feature}`, value: 0.5 + feature / 100 }],
+    suppressed: [{ token: ' land', value: -0.25 }],
+  }));
+  // eval-sae's layout: <run>/<sae>/eval.json naming the SAE's folder, <run>/report-data.json.
+  await mkdir(join(run, 'rand'), { recursive: true });
+  await writeFile(
+    join(run, 'rand', 'eval.json'),
+    JSON.stringify({ path: saeDir, metrics: { sparsity: { l0: 3 } } }),
+  );
+  await writeFile(
+    join(run, 'report-data.json'),
+    JSON.stringify({
+      saes: [{ name: 'rand', path: saeDir }],
+      // Another SAE's dashboard in the same report must not be shown for this one.
+      dashboards: [...dashboards, ...dashboards.slice(0, 1).map((d) => ({ ...d, sae: 'other', feature: 1 }))],
+    }),
+  );
+  return { saeDir, dashboards };
+}
+
+/**
+ * saeflow's own features for the text on the TensorFlow.js engine: the model's activation at the SAE's
+ * hook, then the SAE's encoder (src/sae/sae.ts); the tokens from the Node tokenizer with BOS first.
+ */
+async function referenceFeatures(
+  modelDir: string,
+  sae: ReplacementSae,
+  hook: string,
+  text: string,
+): Promise<{ ids: number[]; features: Float32Array }> {
+  const tokenizer = await loadTokenizer(modelDir);
+  const bos = tokenizer.bosId ?? tokenizer.eosId;
+  const ids = [...(tokenizer.prependBos && bos !== null ? [bos] : []), ...tokenizer.encode(text)];
+  const runner = TfjsRunner.create(await loadModel(modelDir));
+  try {
+    const run = await runner.runWithHooks(
+      { data: Int32Array.from(ids), shape: [1, ids.length] },
+      { hooks: [hook] },
+    );
+    const act = run.activations.get(hook)!;
+    const encoder = Sae.fromTensors(sae.config, sae.kind, { ...sae.tensors });
+    const x = tf.tensor2d(act.data, [ids.length, sae.config.d_in]);
+    const f = encoder.encode(x);
+    const features = (await f.data()) as Float32Array;
+    tf.dispose([x, f]);
+    encoder.dispose();
+    return { ids, features };
+  } finally {
+    await runner.dispose();
+  }
+}
+
+/** The k largest positive activations per token, largest first: what the page should list. */
+function expectedTop(features: Float32Array, width: number, k: number): PageFeature[][] {
+  const rows: PageFeature[][] = [];
+  for (let r = 0; r < features.length / width; r++) {
+    const row = Array.from(features.subarray(r * width, (r + 1) * width), (activation, feature) => ({
+      feature,
+      activation,
+    }));
+    rows.push(
+      row
+        .filter((f) => f.activation > 0)
+        .sort((a, b) => b.activation - a.activation)
+        .slice(0, k),
+    );
+  }
+  return rows;
+}
+
+function expectSameFeatures(rows: PageRow[], ids: number[], expected: PageFeature[][]): void {
+  expect(rows.map((r) => r.tokenId)).toEqual(ids);
+  rows.forEach((row, pos) => {
+    const want = expected[pos]!;
+    expect(
+      row.features.map((f) => f.feature),
+      `token ${pos}`,
+    ).toEqual(want.map((f) => f.feature));
+    row.features.forEach((f, i) => {
+      const ref = want[i]!.activation;
+      expect(
+        Math.abs(f.activation - ref),
+        `token ${pos} feature ${f.feature}: ${f.activation} vs ${ref}`,
+      ).toBeLessThanOrEqual(1e-3 * Math.abs(ref));
+    });
+  });
+}
+
+function expectOnlyOwnRequests(opened: OpenedPage): void {
+  expect(opened.problems).toEqual([]);
+  expect(opened.urls.length).toBeGreaterThan(0);
+  for (const u of opened.urls) expect(u.startsWith(opened.server.url), u).toBe(true);
+  expect(opened.server.requests.filter((r) => r.status !== 200)).toEqual([]);
+}
+
+describe('the explorer for tiny-gpt2 in Chromium', () => {
+  const HOOK = 'blocks.2.hook_resid_pre';
+  const sae = randomSae({ architecture: 'standard', hook: HOOK, dIn: 64, dSae: 256, seed: 18 });
+  let exported: ExplorerResult;
+  let opened: OpenedPage;
+  let dashboards: FeatureDashboard[];
+
+  beforeAll(async () => {
+    const run = join(dir, 'gpt2-run');
+    // Dashboards for the even features only, so the page shows both kinds of click.
+    const written = await writeSaeRun(
+      run,
+      sae,
+      Array.from({ length: 128 }, (_, i) => 2 * i),
+    );
+    dashboards = written.dashboards;
+    exported = await writeExplorer({
+      sae: written.saeDir,
+      out: join(dir, 'gpt2-explorer'),
+      model: TINY_GPT2,
+      weights: 'float32',
+      topK: 8,
+      maxModelBytes: 2 ** 31,
+      log: () => undefined,
+    });
+    opened = await openExplorer(browser!, exported.dir);
+  });
+
+  afterAll(async () => {
+    await opened?.page.close();
+    await opened?.server.close();
+  });
+
+  it('shows the top features saeflow computes for the same tokens', async () => {
+    const { rows } = await runText(opened.page, SENTENCE);
+    const ref = await referenceFeatures(TINY_GPT2, sae, HOOK, SENTENCE);
+    const expected = expectedTop(ref.features, 256, 8);
+    // A random SAE fires on most tokens: the comparison is not of empty lists.
+    expect(expected.filter((r) => r.length === 8).length).toBeGreaterThan(ref.ids.length / 2);
+    expectSameFeatures(rows, ref.ids, expected);
+    expectOnlyOwnRequests(opened);
+  });
+
+  it('opens a feature dashboard on click, and says when a feature has none', async () => {
+    const even = opened.page.locator('#tokens button.feat.has-dash').first();
+    const feature = Number(await even.getAttribute('data-feature'));
+    expect(feature % 2).toBe(0);
+    await even.click();
+    const text = await opened.page.locator('#dashboard').textContent();
+    expect(text).toContain(`Feature ${feature}`);
+    expect(text).toContain(`harpoon${feature}`);
+    expect(text).toContain('<img src=x>');
+    expect(await opened.page.locator('#dashboard img').count()).toBe(0);
+    const odd = opened.page.locator('#tokens button.feat:not(.has-dash)').first();
+    await odd.click();
+    expect(await opened.page.locator('#dashboard').textContent()).toContain(
+      `the evaluation collected ${dashboards.length}`,
+    );
+    await opened.page.fill('#promotes', `harpoon${feature}`);
+    expect(await opened.page.locator('#search-results button.feat').allTextContents()).toEqual([
+      String(feature),
+    ]);
+    expectOnlyOwnRequests(opened);
+  });
+
+  it('measures its page weight and in-page speed, and leaves a screenshot', async () => {
+    // The SAE's context (128 tokens) filled with prose.
+    const long = 'It is not down on any map; true places never are. '.repeat(20);
+    let best = Infinity;
+    let tokens = 0;
+    for (let i = 0; i < 3; i++) {
+      const r = await runText(opened.page, long);
+      tokens = r.tokens;
+      best = Math.min(best, r.ms);
+    }
+    expect(tokens).toBe(128);
+    expect(best).toBeGreaterThan(0);
+    const mib = (exported.pageBytes / 2 ** 20).toFixed(2);
+    console.log(
+      `explorer tiny-gpt2: page weight ${mib} MiB (${Object.entries(exported.files)
+        .map(([n, b]) => `${n} ${(b / 2 ** 20).toFixed(2)}`)
+        .join(
+          ', ',
+        )}); ${tokens} tokens in ${best.toFixed(1)} ms: ${Math.round((tokens * 1000) / best)} tokens/s`,
+    );
+    await runText(opened.page, SENTENCE);
+    await opened.page.locator('#tokens button.feat.has-dash').first().click();
+    await mkdir(ARTIFACTS, { recursive: true });
+    await opened.page.screenshot({ path: join(ARTIFACTS, 'explorer.png'), fullPage: true });
+    expectOnlyOwnRequests(opened);
+  });
+});
+
+/** Other families, each with its tokenizer.json run in the page, and a different SAE kind and hook. */
+const FAMILIES = [
+  { family: 'gemma2', architecture: 'topk', hook: 'blocks.1.hook_resid_post', bos: true },
+  // Qwen2 feeds no BOS by TransformerLens's default.
+  { family: 'qwen2', architecture: 'jumprelu', hook: 'blocks.0.hook_mlp_out', bos: false },
+  // A rank-4 hook ([batch, seq, heads, d_head], flattened per token as SAELens does).
+  { family: 'gpt_neox', architecture: 'standard', hook: 'blocks.1.attn.hook_z', bos: true },
+] as const;
+
+for (const { family, architecture, hook, bos } of FAMILIES) {
+  describe(`the explorer for the ${family} fixture (tokenizer.json) in Chromium`, () => {
+    const modelDir = join(ROOT, `test/fixtures/families/${family}/model`);
+    let opened: OpenedPage;
+    let sae: ReplacementSae;
+
+    beforeAll(async () => {
+      const config = await readModelConfig(modelDir);
+      const dIn = hook.endsWith('hook_z') ? config.nHeads * config.dHead : config.dModel;
+      sae = randomSae({ architecture, hook, dIn, dSae: 128, k: 12, seed: 2 });
+      const written = await writeSaeRun(join(dir, `${family}-run`), sae, []);
+      const exported = await writeExplorer({
+        sae: written.saeDir,
+        out: join(dir, `${family}-explorer`),
+        model: modelDir,
+        weights: 'float32',
+        topK: 8,
+        maxModelBytes: 2 ** 31,
+        log: () => undefined,
+      });
+      expect(exported.manifest.tokenizer.kind).toBe('tokenizer.json');
+      expect(exported.manifest.bos_id === null).toBe(!bos);
+      opened = await openExplorer(browser!, exported.dir);
+    });
+
+    afterAll(async () => {
+      await opened?.page.close();
+      await opened?.server.close();
+    });
+
+    it(`tokenizes in the page and shows the features saeflow computes (${architecture} at ${hook})`, async () => {
+      const { rows } = await runText(opened.page, SENTENCE);
+      const ref = await referenceFeatures(modelDir, sae, hook, SENTENCE);
+      const expected = expectedTop(ref.features, 128, 8);
+      expect(expected.filter((r) => r.length > 0).length).toBeGreaterThan(ref.ids.length / 2);
+      expectSameFeatures(rows, ref.ids, expected);
+      expectOnlyOwnRequests(opened);
+    });
+  });
+}
+
+describe("the explorer with onnxruntime-web's WebGPU build in Chromium without a GPU", () => {
+  const HOOK = 'blocks.1.hook_resid_post';
+  const sae = randomSae({ architecture: 'topk', hook: HOOK, dIn: 64, dSae: 128, k: 10, seed: 4 });
+  let opened: OpenedPage;
+
+  beforeAll(async () => {
+    const written = await writeSaeRun(join(dir, 'webgpu-run'), sae, []);
+    const exported = await writeExplorer({
+      sae: written.saeDir,
+      out: join(dir, 'webgpu-explorer'),
+      model: TINY_GPT2,
+      weights: 'float32',
+      topK: 8,
+      webgpu: true,
+      maxModelBytes: 2 ** 31,
+      log: () => undefined,
+    });
+    expect(Object.keys(exported.files)).toContain('ort-wasm-simd-threaded.asyncify.wasm');
+    opened = await openExplorer(browser!, exported.dir);
+  });
+
+  afterAll(async () => {
+    await opened?.page.close();
+    await opened?.server.close();
+  });
+
+  it('falls back to WebAssembly and shows the features saeflow computes', async () => {
+    // The browser runs with --disable-gpu: no adapter, so the WebAssembly provider of the same build runs.
+    expect(await opened.page.getAttribute('#status', 'data-provider')).toBe('wasm');
+    // Chromium's own warning when asked for a WebGPU adapter it cannot give (--disable-gpu); nothing else may show.
+    const warning = 'warning: Failed to create WebGPU Context Provider';
+    expect(opened.problems).toEqual([warning]);
+    opened.problems.splice(0);
+    const { rows } = await runText(opened.page, SENTENCE);
+    const ref = await referenceFeatures(TINY_GPT2, sae, HOOK, SENTENCE);
+    expectSameFeatures(rows, ref.ids, expectedTop(ref.features, 128, 8));
+    expectOnlyOwnRequests(opened);
+  });
+
+  it("runs on WebGPU where the browser has an adapter (SwiftShader's, on the CPU)", async () => {
+    const gpuBrowser = await launchChromium({ softwareWebgpu: true });
+    try {
+      const onGpu = await openExplorer(gpuBrowser, opened.server.dir);
+      expect(await onGpu.page.getAttribute('#status', 'data-provider')).toBe('webgpu');
+      const { rows } = await runText(onGpu.page, SENTENCE);
+      const ref = await referenceFeatures(TINY_GPT2, sae, HOOK, SENTENCE);
+      expectSameFeatures(rows, ref.ids, expectedTop(ref.features, 128, 8));
+      // Chromium says so whenever WebGPU is on in Linux; the page itself must say nothing.
+      expect(
+        onGpu.problems.filter((p) => !p.startsWith('warning: WebGPU is experimental on this platform')),
+      ).toEqual([]);
+      onGpu.problems.splice(0);
+      expectOnlyOwnRequests(onGpu);
+      await onGpu.page.close();
+      await onGpu.server.close();
+    } finally {
+      await gpuBrowser.close();
+    }
+  });
+});
