@@ -1,6 +1,7 @@
 import { openAsBlob } from 'node:fs';
 import { type RecordBatch, type Schema, Table, tableFromIPC, tableToIPC } from 'apache-arrow';
 import * as parquetWasm from 'parquet-wasm';
+import { addPageChecksums } from '../../io/parquet-pages/index.js';
 import { isUserError, UserError } from '../../pipeline/errors.js';
 
 /**
@@ -28,8 +29,10 @@ const CODECS: Record<ParquetCompression, parquetWasm.Compression> = {
 };
 
 /**
- * Encodes one record batch as a complete Parquet file in memory. The output depends only on the batch's
- * contents and the options (no timestamps), which is what makes resumed caches byte-identical.
+ * Encodes one record batch as a complete Parquet file in memory, with a CRC-32 in every page header
+ * (parquet-wasm cannot write them, so they are added to its output: src/io/parquet-pages/). The output
+ * depends only on the batch's contents and the options (no timestamps), which is what makes resumed caches
+ * byte-identical.
  */
 export function encodeParquet(batch: RecordBatch, options: ParquetEncodeOptions): Uint8Array {
   const ipc = tableToIPC(new Table([batch]), 'stream');
@@ -43,7 +46,7 @@ export function encodeParquet(batch: RecordBatch, options: ParquetEncodeOptions)
     .build();
   const table = parquetWasm.Table.fromIPCStream(ipc);
   // writeParquet takes ownership of (and frees) both wasm objects.
-  return parquetWasm.writeParquet(table, properties);
+  return addPageChecksums(parquetWasm.writeParquet(table, properties));
 }
 
 /** An open Parquet file: its footer is parsed, column data is read on demand. */
