@@ -136,15 +136,13 @@ export interface PageAt {
   readonly crc: number | undefined;
 }
 
-/** Parses the page header at `offset`; its data must lie within `end`. */
-export function readPage(bytes: Uint8Array, offset: number, end: number): PageAt {
+/** Parses the page header at `offset` (which must end before `end`), without looking at its data. */
+export function readPageHeader(bytes: Uint8Array, offset: number, end: number): PageAt {
   const reader = new CompactReader(bytes, offset, end);
   const header = reader.readStruct();
   const dataLength = getI32(header, PageHeader.compressedSize);
   if (dataLength === undefined || dataLength < 0)
     throw new ThriftError(`page header at ${offset} has no valid compressed_page_size`);
-  if (reader.pos + dataLength > end)
-    throw new ThriftError(`page at ${offset} runs past the end of its column chunk`);
   const crc = getI32(header, PageHeader.crc);
   return {
     offset,
@@ -153,4 +151,12 @@ export function readPage(bytes: Uint8Array, offset: number, end: number): PageAt
     dataLength,
     crc: crc === undefined ? undefined : crc >>> 0,
   };
+}
+
+/** Parses the page header at `offset`; its data must lie within `end` too. */
+export function readPage(bytes: Uint8Array, offset: number, end: number): PageAt {
+  const page = readPageHeader(bytes, offset, end);
+  if (offset + page.headerLength + page.dataLength > end)
+    throw new ThriftError(`page at ${offset} runs past the end of its column chunk`);
+  return page;
 }

@@ -10,7 +10,14 @@
 import { open } from 'node:fs/promises';
 import { UserError } from '../../pipeline/errors.js';
 import { crc32 } from './crc32.js';
-import { type ChunkInfo, columnChunks, footerRange, parseFooter, readPage } from './page-headers.js';
+import {
+  type ChunkInfo,
+  type PageAt,
+  columnChunks,
+  footerRange,
+  parseFooter,
+  readPageHeader,
+} from './page-headers.js';
 import { ThriftError } from './thrift-compact.js';
 
 export interface PageChecksumOptions {
@@ -93,19 +100,20 @@ export async function verifyPageChecksumsIn(
     if ((rowGroupStart.get(c.rowGroup) as number) + c.rowGroupRows <= fromRow) continue;
     if (wanted && !wanted.has(c.topLevel)) continue;
     const where = `row group ${c.rowGroup}, column ${c.column} (${c.path})`;
-    const bytes = c.start >= 4 && c.start + c.length <= size ? await read(c.start, c.length) : undefined;
-    if (!bytes || bytes.length !== c.length) {
+    const end = c.start + c.length;
+    if (c.start < 4 || end > size) {
       deferred ??= new UserError(`${name}: ${where} lies outside the file (corrupt footer)`);
       continue;
     }
-    for (let at = 0; at < bytes.length;) {
+    // Page by page, header first: a file without checksums costs a few small reads per page, not its data.
+    for (let at = c.start; at < end;) {
       let page;
       try {
-        page = readPage(bytes, at, bytes.length);
+        page = await readHeaderAt(read, at, end);
       } catch (err) {
         if (!(err instanceof ThriftError)) throw err;
         deferred ??= new UserError(
-          `${name}: ${where}, page at byte ${c.start + at}: unreadable page header (${err.message})`,
+          `${name}: ${where}, page at byte ${at}: unreadable page header (${err.message})`,
         );
         break;
       }
@@ -113,13 +121,17 @@ export async function verifyPageChecksumsIn(
       const dataStart = at + page.headerLength;
       if (page.crc === undefined) {
         deferred ??= new UserError(
-          `${name}: ${where}, page at byte ${c.start + at} has no checksum while the file's other pages do (corrupt page header)`,
+          `${name}: ${where}, page at byte ${at} has no checksum while the file's other pages do (corrupt page header)`,
         );
       } else {
-        const actual = crc32(bytes.subarray(dataStart, dataStart + page.dataLength));
+        const data =
+          page.data.length >= page.dataLength
+            ? page.data.subarray(0, page.dataLength)
+            : await read(dataStart, page.dataLength);
+        const actual = crc32(data);
         if (actual !== page.crc) {
           throw new UserError(
-            `${name}: page checksum mismatch in ${where}, page at byte ${c.start + at}: CRC-32 of its ` +
+            `${name}: page checksum mismatch in ${where}, page at byte ${at}: CRC-32 of its ` +
               `${page.dataLength} data bytes is ${hex(actual)}, its header says ${hex(page.crc)} (corrupt file)`,
           );
         }
@@ -130,6 +142,30 @@ export async function verifyPageChecksumsIn(
   }
   if (checked > 0 && deferred) throw deferred;
   return { pages, checked };
+}
+
+/** Bytes read at once for a page header; our headers are about 30 bytes, ones with statistics larger. */
+const HEADER_PROBE = 1024;
+
+/** The page header at `at` (reading more while it is cut short), and whatever of its data came with it. */
+async function readHeaderAt(
+  read: ReadRange,
+  at: number,
+  end: number,
+): Promise<PageAt & { data: Uint8Array }> {
+  for (let probe = HEADER_PROBE; ; probe *= 4) {
+    const bytes = await read(at, Math.min(probe, end - at));
+    let page: PageAt;
+    try {
+      page = readPageHeader(bytes, 0, bytes.length);
+    } catch (err) {
+      if (err instanceof ThriftError && bytes.length < end - at && bytes.length === probe) continue;
+      throw err;
+    }
+    if (at + page.headerLength + page.dataLength > end)
+      throw new ThriftError(`page at ${at} runs past the end of its column chunk`);
+    return { ...page, offset: at, data: bytes.subarray(page.headerLength) };
+  }
 }
 
 const hex = (n: number) => `0x${n.toString(16).padStart(8, '0')}`;
