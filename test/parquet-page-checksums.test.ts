@@ -9,6 +9,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { concatActivationBatches, hookMatrix } from '../src/arrow/index.js';
 import {
   addPageChecksums,
+  rewritePageHeaders,
   verifyPageChecksums,
   verifyPageChecksumsIn,
 } from '../src/io/parquet-pages/index.js';
@@ -228,6 +229,31 @@ describe('our shards carry page checksums', () => {
       damaged.set(encoded, p.offset);
       await expectMismatch(damaged, p);
     }
+  });
+
+  it('page headers larger than a read probe, with fields we do not know, are kept and checked', async () => {
+    // A future or foreign writer's field (id 99) of 5000 bytes in every header: the rewrite must carry it
+    // through and move the footer around it, and the verifier must read the whole header before the data.
+    const shard = encodeParquet(syntheticBatch(0, 300), { compression: 'snappy', rowGroupRows: 128 });
+    const padded = rewritePageHeaders(shard, (header) =>
+      setField(header, 99, { type: CType.Binary, value: new Uint8Array(5000).fill(0x2a) }),
+    );
+    const pages = pagesOf(padded);
+    expect(pages.every((p) => p.headerLength > 5000)).toBe(true);
+    for (const p of pages) {
+      const header = new CompactReader(padded, p.offset, p.offset + p.headerLength).readStruct();
+      expect(header.map((f) => f.id)).toEqual([1, 2, 3, 4, 5, 99]);
+    }
+    checkLayout(padded);
+    expect(await inMemory('x.parquet', padded)).toEqual({ pages: pages.length, checked: pages.length });
+    const last = pages.at(-1) as PageInfo;
+    const damaged = padded.slice();
+    const at = last.offset + last.headerLength + 1;
+    damaged[at] = (damaged[at] as number) ^ 0x40;
+    await expectMismatch(damaged, last);
+    // parquet-wasm skips the unknown field and decodes the same values.
+    const [a, b] = await Promise.all([readWhole(writeTemp(shard)), readWhole(writeTemp(padded))]);
+    expect(Buffer.from(b).equals(Buffer.from(a))).toBe(true);
   });
 
   it('reads only the requested columns and the row groups from the start row on', async () => {

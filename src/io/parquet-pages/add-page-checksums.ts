@@ -82,6 +82,20 @@ const i32 = (value: number) => ({ type: CType.I32 as const, value });
 
 /** Returns `file` with a crc in every page header; the input is not modified. */
 export function addPageChecksums(file: Uint8Array): Uint8Array {
+  return rewritePageHeaders(file, (header, data) => {
+    // Thrift's i32 is signed; the CRC's bits are what count (parquet-java casts the long the same way).
+    setField(header, PageHeader.crc, i32(crc32(data) | 0));
+  });
+}
+
+/**
+ * Returns `file` with every page header passed through `edit` (given the header's fields, to change in place,
+ * and the page's data), and the footer and offset indexes moved to match the new header sizes.
+ */
+export function rewritePageHeaders(
+  file: Uint8Array,
+  edit: (header: TStruct, data: Uint8Array) => void,
+): Uint8Array {
   if (file.length < 12 || new TextDecoder().decode(file.subarray(0, 4)) !== MAGIC)
     throw new ThriftError(`not a Parquet file (no leading ${MAGIC})`);
   const footer = footerRange(file.subarray(file.length - 8), file.length);
@@ -104,9 +118,7 @@ export function addPageChecksums(file: Uint8Array): Uint8Array {
       const page = readPage(file, at, end);
       const header = page.header.slice();
       const dataStart = at + page.headerLength;
-      const crc = crc32(file.subarray(dataStart, dataStart + page.dataLength));
-      // Thrift's i32 is signed; the CRC's bits are what count (parquet-java casts the long the same way).
-      setField(header, PageHeader.crc, i32(crc | 0));
+      edit(header, file.subarray(dataStart, dataStart + page.dataLength));
       const bytes = encodeStruct(header);
       edits.push({ start: at, oldLength: page.headerLength, bytes });
       growthAt.set(at, bytes.length - page.headerLength);

@@ -1,4 +1,4 @@
-export { addPageChecksums } from './add-page-checksums.js';
+export { addPageChecksums, rewritePageHeaders } from './add-page-checksums.js';
 export { crc32 } from './crc32.js';
 export {
   type PageChecksumOptions,
