@@ -30,6 +30,7 @@ import {
 import {
   CType,
   CompactReader,
+  ThriftError,
   encodeStruct,
   setField,
   getI32,
@@ -335,3 +336,19 @@ async function readWhole(path: string): Promise<Uint8Array> {
     source.close();
   }
 }
+
+describe('damaged Thrift', () => {
+  it('deep nesting, overlong varints and lengths past the end are ThriftErrors, not crashes', () => {
+    // 100,000 nested lists of lists: recursion would overflow the stack without the depth bound.
+    const deep = new Uint8Array(200_001).fill(0x19);
+    deep[0] = 0x19; // field 1, list
+    for (const bytes of [
+      deep,
+      new Uint8Array([0x15, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]), // i32 varint that never ends
+      new Uint8Array([0x18, 0x80, 0x80, 0x04]), // binary of 65536 bytes in a 4-byte buffer
+      new Uint8Array([0x1d]), // unknown type 13
+    ]) {
+      expect(() => new CompactReader(bytes).readStruct()).toThrow(ThriftError);
+    }
+  });
+});

@@ -135,6 +135,7 @@ export class CompactReader {
   }
 
   private readValue(type: number, depth: number): TValue {
+    if (depth > MAX_DEPTH) throw new ThriftError(`nested deeper than ${MAX_DEPTH} at byte ${this.pos}`);
     switch (type) {
       case CType.BoolTrue:
       case CType.BoolFalse: {
