@@ -16,7 +16,7 @@ beforeAll(async () => {
 });
 afterAll(() => base.cleanup());
 
-const read = (path: string) => collect(cacheReader({ path }));
+const read = (path: string, verifyChecksums = true) => collect(cacheReader({ path, verifyChecksums }));
 let copies = 0;
 
 /** A copy of shard 0 with the exponent byte of one stored activation (row 5, hook 0, element 3) set high. */
@@ -57,11 +57,23 @@ describe('activation integrity', () => {
     await expect(read(join(dir, 'extra.parquet'))).rejects.toThrow(/does not list extra\.parquet/);
   });
 
-  it('damaged values in plain Parquet (no manifest) are reported with file, row, column and element', async () => {
+  it('a damaged shard in plain Parquet (no manifest) fails its page checksum, naming the page', async () => {
     const dir = join(base.dir, `plain-${copies++}`);
     mkdirSync(dir);
     writeFileSync(join(dir, 'part-0.parquet'), damagedShard());
     await expect(read(dir)).rejects.toThrow(
+      new RegExp(
+        `part-0\\.parquet: page checksum mismatch in row group 0, column \\d+ \\(${HOOKS[0]!.name.replace(/\./g, '\\.')}\\.list\\.item\\), page at byte \\d+`,
+      ),
+    );
+  });
+
+  it('damaged values in plain Parquet read unchecked are reported with file, row, column and element', async () => {
+    // What stands between flipped bytes and training in files without page checksums.
+    const dir = join(base.dir, `plain-${copies++}`);
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'part-0.parquet'), damagedShard());
+    await expect(read(dir, false)).rejects.toThrow(
       new RegExp(
         `part-0\\.parquet: column ${HOOKS[0]!.name.replace(/\./g, '\\.')}, row 5, element 3: .*(implausibly large|non-finite)`,
       ),

@@ -7,6 +7,8 @@ import { from } from 'rxjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hookMatrix } from '../src/arrow/index.js';
 import { serializeSafetensors, readSafetensors } from '../src/io/safetensors.js';
+import { footerRange, parseFooter, columnChunks, readPage } from '../src/io/parquet-pages/page-headers.js';
+import { main } from '../src/pipeline/cli.js';
 import { isUserError } from '../src/pipeline/errors.js';
 import { readSaeFolder } from '../src/sae/index.js';
 import { cacheReader, cacheWriter } from '../src/stages/cache/index.js';
@@ -61,6 +63,26 @@ function damageBytes(bytes: Buffer, r: Random): Buffer {
       return out;
     }
   }
+}
+
+/** Byte ranges of every page of a Parquet file: where its header starts, where its data starts and ends. */
+function pageRanges(bytes: Buffer): { column: string; header: number; data: number; end: number }[] {
+  const u = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const footer = footerRange(u.subarray(u.length - 8), u.length);
+  const out = [];
+  for (const c of columnChunks(parseFooter(u.subarray(footer.start, footer.start + footer.length)))) {
+    for (let at = c.start; at < c.start + c.length;) {
+      const p = readPage(u, at, c.start + c.length);
+      out.push({
+        column: c.topLevel,
+        header: at,
+        data: at + p.headerLength,
+        end: at + p.headerLength + p.dataLength,
+      });
+      at += p.headerLength + p.dataLength;
+    }
+  }
+  return out;
 }
 
 const WEIRD: unknown[] = [null, -1, 0, 1.5, 1e300, '', 'x', [], {}, [1, 2], true, -2147483649];
@@ -202,6 +224,74 @@ describe('fuzzed inputs end in a result or a UserError, never a crash, hang or w
       await outcome(`plain Parquet (case ${i})`, () => collect(cacheReader({ path: dir })));
     }
   }, 30_000);
+
+  it('a standalone shard (no manifest) with flipped bytes in its pages: refused, never a wrong result', async () => {
+    // Page checksums are all that protects a shard read away from its manifest.
+    const r = mulberry32(3);
+    const shard = readFileSync(join(cache, 'shard-00000.parquet'));
+    const whole = fresh('whole');
+    writeFileSync(join(whole, 'shard-00000.parquet'), shard);
+    const digest = await readCache(join(whole, 'shard-00000.parquet'));
+    const pages = pageRanges(shard);
+    expect(pages.length).toBeGreaterThan(4);
+    let refused = 0;
+    for (let i = 0; i < CASES_PER_TARGET * 2; i++) {
+      const damaged = Buffer.from(shard);
+      const page = pages[int(r, pages.length)] as { header: number; data: number; end: number };
+      // Half the cases hit page data only (the CRC must catch every one); the rest anywhere in the page.
+      const from = i % 2 === 0 ? page.data : page.header;
+      for (let k = 0, m = 1 + int(r, 4); k < m; k++) {
+        const at = from + int(r, page.end - from);
+        damaged[at] = (damaged[at] as number) ^ (1 << int(r, 8));
+      }
+      const file = join(fresh('page'), 'shard-00000.parquet');
+      writeFileSync(file, damaged);
+      const result = await outcome(`page flip (case ${i})`, () => readCache(file));
+      if (result.ok) expect(result.value, `page flip (case ${i}) read wrong values`).toBe(digest);
+      else refused++;
+      if (i % 2 === 0) expect(result.ok, `page data flip (case ${i}) not refused`).toBe(false);
+    }
+    expect(refused).toBeGreaterThan(CASES_PER_TARGET);
+  }, 60_000);
+
+  it('training from a standalone shard with a flipped page byte exits 2 with a one-line error', async () => {
+    const shard = readFileSync(join(cache, 'shard-00000.parquet'));
+    // A page of the hook trained on: the reader checks only the columns it reads.
+    const page = pageRanges(shard).findLast((p) => p.column === HOOKS[0]!.name) as {
+      data: number;
+      end: number;
+    };
+    const at = (page.data + page.end) >> 1;
+    shard[at] = (shard[at] as number) ^ 0x04;
+    const dir = fresh('cli');
+    const file = join(dir, 'shard-00000.parquet');
+    writeFileSync(file, shard);
+    const chunks: string[] = [];
+    const write = process.stderr.write.bind(process.stderr);
+    process.stderr.write = ((chunk: string | Uint8Array) => {
+      chunks.push(String(chunk));
+      return true;
+    }) as typeof process.stderr.write;
+    let code: number;
+    try {
+      code = await main([
+        'pipelines/gpt2-resid.ts',
+        ...['--activations', file, '--hook', HOOKS[0]!.name, '--backend', 'cpu', '--d_sae', '64'],
+        ...['--training_tokens', '64', '--train_batch_size_tokens', '16', '--out', join(dir, 'run')],
+      ]);
+    } finally {
+      process.stderr.write = write;
+    }
+    expect(code).toBe(2);
+    const errors = chunks
+      .join('')
+      .split('\n')
+      .filter((l) => l.startsWith('error:'));
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatch(
+      /^error: .*shard-00000\.parquet: page checksum mismatch in row group \d+, column \d+ \(.*\), page at byte \d+: .*\(corrupt file\)$/,
+    );
+  }, 60_000);
 
   it('safetensors files: truncation, flipped bytes, wrong shapes, dtypes and offsets', async () => {
     const r = mulberry32(3);

@@ -10,6 +10,7 @@ import {
 import { UserError } from '../../pipeline/errors.js';
 import type { Flow } from '../../pipeline/flow.js';
 import { fromPull } from '../../pipeline/from-pull.js';
+import { verifyPageChecksums } from '../../io/parquet-pages/index.js';
 import { sha256File } from '../../io/sha256.js';
 import {
   type ActivationFile,
@@ -28,8 +29,10 @@ export interface CacheReaderOptions {
   /** Rows per emitted batch (default 4096); the last batch may be shorter. */
   readonly batchRows?: number;
   /**
-   * Hash every cache shard and compare with the manifest before emitting its rows (default true; it costs
-   * about a tenth of the read time, see docs/parquet-library.md). Plain Parquet files have no checksums.
+   * Check every file before emitting its rows (default true; see docs/parquet-library.md for the cost): a
+   * cache shard's sha256 against the manifest; a plain Parquet file's page checksums (CRC-32 in the page
+   * headers), for the columns and row groups to be read, when its writer stored them (our shards do; most
+   * other writers do not, and such files are read unchecked).
    */
   readonly verifyChecksums?: boolean;
   /** Include seq/pos/token when the source has them (default true). */
@@ -100,7 +103,11 @@ export async function* readActivationBatches(options: CacheReaderOptions): Async
       skip -= file.rows;
       continue;
     }
-    if (info.kind === 'cache' && (options.verifyChecksums ?? true)) await verifyChecksum(file);
+    if (options.verifyChecksums ?? true) {
+      // A cache shard's sha256 covers every byte, page checksums included, so one check is enough.
+      if (info.kind === 'cache') await verifyChecksum(file);
+      else await verifyPageChecksums(file.path, { columns, fromRow: skip });
+    }
     for await (const batch of readFile(file, info, layout, columns, batchRows, skip)) {
       for (const out of rechunker.push(batch)) yield out;
     }

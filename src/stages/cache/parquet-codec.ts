@@ -1,6 +1,7 @@
 import { openAsBlob } from 'node:fs';
 import { type RecordBatch, type Schema, Table, tableFromIPC, tableToIPC } from 'apache-arrow';
 import * as parquetWasm from 'parquet-wasm';
+import { addPageChecksums } from '../../io/parquet-pages/index.js';
 import { isUserError, UserError } from '../../pipeline/errors.js';
 
 /**
@@ -19,6 +20,8 @@ export interface ParquetEncodeOptions {
   readonly compression: ParquetCompression;
   /** Rows per row group: the unit a reader decompresses at once, so it bounds the reader's memory. */
   readonly rowGroupRows: number;
+  /** A CRC-32 in every page header (default true); off only to measure what they cost. */
+  readonly pageChecksums?: boolean;
 }
 
 const CODECS: Record<ParquetCompression, parquetWasm.Compression> = {
@@ -28,8 +31,10 @@ const CODECS: Record<ParquetCompression, parquetWasm.Compression> = {
 };
 
 /**
- * Encodes one record batch as a complete Parquet file in memory. The output depends only on the batch's
- * contents and the options (no timestamps), which is what makes resumed caches byte-identical.
+ * Encodes one record batch as a complete Parquet file in memory, with a CRC-32 in every page header
+ * (parquet-wasm cannot write them, so they are added to its output: src/io/parquet-pages/). The output
+ * depends only on the batch's contents and the options (no timestamps), which is what makes resumed caches
+ * byte-identical.
  */
 export function encodeParquet(batch: RecordBatch, options: ParquetEncodeOptions): Uint8Array {
   const ipc = tableToIPC(new Table([batch]), 'stream');
@@ -43,7 +48,8 @@ export function encodeParquet(batch: RecordBatch, options: ParquetEncodeOptions)
     .build();
   const table = parquetWasm.Table.fromIPCStream(ipc);
   // writeParquet takes ownership of (and frees) both wasm objects.
-  return parquetWasm.writeParquet(table, properties);
+  const bytes = parquetWasm.writeParquet(table, properties);
+  return options.pageChecksums === false ? bytes : addPageChecksums(bytes);
 }
 
 /** An open Parquet file: its footer is parsed, column data is read on demand. */
