@@ -43,6 +43,27 @@ export interface DashboardWeights {
   mlpOut: Map<number, Float32Array>;
 }
 
+/**
+ * The dashboard weights of the layers asked for, given each layer's W_O and W_out (undefined for a layer
+ * the model lacks): the assembly every family shares.
+ */
+export function collectDashboardWeights(
+  config: ModelConfig,
+  ends: { unembed: Float32Array; lnFinalWeight: Float32Array },
+  layers: Iterable<number>,
+  writers: (layer: number) => { attnOut: Float32Array; mlpOut: Float32Array } | undefined,
+): DashboardWeights {
+  const attnOut = new Map<number, Float32Array>();
+  const mlpOut = new Map<number, Float32Array>();
+  for (const l of layers) {
+    const w = writers(l);
+    if (!w) continue;
+    attnOut.set(l, w.attnOut);
+    mlpOut.set(l, w.mlpOut);
+  }
+  return { vocab: config.vocabSize, dModel: config.dModel, dMlp: config.dMlp, ...ends, attnOut, mlpOut };
+}
+
 /** The forward of a family over its host weights `W`, on any op-layer backend. */
 export interface FamilyForward<W> {
   /** Token ids [batch, seq] (int) to the residual stream [batch, seq, d_model]. */

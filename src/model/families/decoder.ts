@@ -20,6 +20,7 @@ import { UserError } from '../../pipeline/errors.js';
 import { Checkpoint } from '../checkpoint.js';
 import { positiveInt, positiveNumber } from '../config.js';
 import type { ActivationFunction, HookLayout, ModelConfig } from '../config.js';
+import { collectDashboardWeights } from '../family.js';
 import type { DashboardWeights, ForwardStart, HookFn, ModelFamily } from '../family.js';
 import {
   activation,
@@ -395,23 +396,11 @@ export function decoderFamily(
       return arrays;
     },
     dashboardWeights(w, config, layers): DashboardWeights {
-      const attnOut = new Map<number, Float32Array>();
-      const mlpOut = new Map<number, Float32Array>();
-      for (const l of layers) {
+      const ends = { unembed: inMemory(w.unembed), lnFinalWeight: w.lnFinal };
+      return collectDashboardWeights(config, ends, layers, (l) => {
         const b = w.blocks[l];
-        if (!b) continue;
-        attnOut.set(l, inMemory(b.o.weight));
-        mlpOut.set(l, inMemory(b.down.weight));
-      }
-      return {
-        vocab: config.vocabSize,
-        dModel: config.dModel,
-        dMlp: config.dMlp,
-        unembed: inMemory(w.unembed),
-        lnFinalWeight: w.lnFinal,
-        attnOut,
-        mlpOut,
-      };
+        return b && { attnOut: inMemory(b.o.weight), mlpOut: inMemory(b.down.weight) };
+      });
     },
     embed: decoderEmbed,
     block: decoderBlock,

@@ -12,6 +12,7 @@ import type { Weight, WeightStore } from '../../io/weight-file.js';
 import { Checkpoint } from '../checkpoint.js';
 import { positiveInt, positiveNumber } from '../config.js';
 import type { HookLayout, HookSiteSpec, ModelConfig } from '../config.js';
+import { collectDashboardWeights } from '../family.js';
 import type { DashboardWeights, ForwardStart, HookFn, ModelFamily } from '../family.js';
 import { activation, causalAttention, rotaryAngles, rotate } from '../layers.js';
 import { linear, transposeConcat } from '../linear.js';
@@ -268,23 +269,11 @@ export const gptNeoxFamily: ModelFamily<NeoxWeights> = {
   },
 
   dashboardWeights(w, c, layers): DashboardWeights {
-    const attnOut = new Map<number, Float32Array>();
-    const mlpOut = new Map<number, Float32Array>();
-    for (const l of layers) {
+    const ends = { unembed: inMemory(w.unembed), lnFinalWeight: w.lnFinal.weight };
+    return collectDashboardWeights(c, ends, layers, (l) => {
       const b = w.blocks[l];
-      if (!b) continue;
-      attnOut.set(l, inMemory(b.o.weight));
-      mlpOut.set(l, inMemory(b.mlpOut.weight));
-    }
-    return {
-      vocab: c.vocabSize,
-      dModel: c.dModel,
-      dMlp: c.dMlp,
-      unembed: inMemory(w.unembed),
-      lnFinalWeight: w.lnFinal.weight,
-      attnOut,
-      mlpOut,
-    };
+      return b && { attnOut: inMemory(b.o.weight), mlpOut: inMemory(b.mlpOut.weight) };
+    });
   },
 
   embed<T>(o: Ops<T>, c: ModelConfig, w: NeoxWeights, ids: T, hook: HookFn<T>): ForwardStart<T> | undefined {

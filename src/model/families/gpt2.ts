@@ -13,6 +13,7 @@ import { UserError } from '../../pipeline/errors.js';
 import { Checkpoint } from '../checkpoint.js';
 import { ACTIVATION_FUNCTIONS, positiveInt, positiveNumber } from '../config.js';
 import type { ActivationFunction, HookLayout, ModelConfig } from '../config.js';
+import { collectDashboardWeights } from '../family.js';
 import type { DashboardWeights, ForwardStart, HookFn, ModelFamily } from '../family.js';
 import { activation, causalAttention } from '../layers.js';
 import { centerRows } from '../process-weights.js';
@@ -283,23 +284,15 @@ export const gpt2Family: ModelFamily<Gpt2Weights> = {
   },
 
   dashboardWeights(w, config, layers): DashboardWeights {
-    const attnOut = new Map<number, Float32Array>();
-    const mlpOut = new Map<number, Float32Array>();
-    for (const l of layers) {
-      const block = w.blocks[l];
-      if (!block) continue;
-      attnOut.set(l, block.attnOut.weight);
-      mlpOut.set(l, block.mlpOut.weight);
-    }
-    return {
-      vocab: config.vocabSize,
-      dModel: config.dModel,
-      dMlp: config.dMlp,
-      unembed: w.unembed,
-      lnFinalWeight: w.lnFinal.weight,
-      attnOut,
-      mlpOut,
-    };
+    return collectDashboardWeights(
+      config,
+      { unembed: w.unembed, lnFinalWeight: w.lnFinal.weight },
+      layers,
+      (l) => {
+        const b = w.blocks[l];
+        return b && { attnOut: b.attnOut.weight, mlpOut: b.mlpOut.weight };
+      },
+    );
   },
 
   embed<T>(o: Ops<T>, c: ModelConfig, w: Gpt2Weights, ids: T, hook: HookFn<T>): ForwardStart<T> | undefined {
