@@ -6,18 +6,12 @@
 import type { Ops } from '../ops/ops.js';
 import type { ActivationFunction } from './config.js';
 
-const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
-
 export function activation<T>(o: Ops<T>, x: T, kind: ActivationFunction): T {
   switch (kind) {
-    case 'gelu_new': {
-      // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), HF's NewGELUActivation.
-      const cube = o.mul(o.mul(x, x), x);
-      const inner = o.mul(o.add(x, o.mul(cube, o.scalar(0.044715))), o.scalar(SQRT_2_OVER_PI));
-      return o.mul(o.mul(x, o.scalar(0.5)), o.add(o.tanh(inner), o.scalar(1)));
-    }
+    case 'gelu_new':
+      return o.gelu(x, 'tanh');
     case 'gelu':
-      return o.mul(o.mul(x, o.scalar(0.5)), o.add(o.erf(o.mul(x, o.scalar(Math.SQRT1_2))), o.scalar(1)));
+      return o.gelu(x, 'none');
     case 'relu':
       return o.relu(x);
     case 'silu':

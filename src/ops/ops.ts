@@ -17,6 +17,9 @@ import type { Weight } from '../io/weight-file.js';
 /** A number, or (for int64 inputs of a graph) a value holding it: TopK's k, say. */
 export type IntArg<T> = number | T;
 
+/** GELU's form: exact (erf) or the tanh approximation (GPT-2's gelu_new, PyTorch's approximate='tanh'). */
+export type GeluApproximation = 'none' | 'tanh';
+
 export interface MatMulOptions<T> {
   /** Use aᵀ (a is [k, m]). */
   transA?: boolean;
@@ -56,6 +59,8 @@ export interface Ops<T> {
   log(a: T): T;
   tanh(a: T): T;
   erf(a: T): T;
+  /** x Φ(x), or its tanh approximation. */
+  gelu(a: T, approximate: GeluApproximation): T;
   relu(a: T): T;
   /** 1 where a > b, else 0. */
   greater(a: T, b: T): T;
@@ -150,3 +155,6 @@ export interface Ops<T> {
   /** A float scalar holding a whole number, as a size other ops take (TopK's k). */
   intArg(a: T): IntArg<T>;
 }
+
+/** What a formula written in elementwise ops needs (src/ops/gelu.ts). */
+export type ElementwiseOps<T> = Pick<Ops<T>, 'scalar' | 'add' | 'mul' | 'tanh' | 'erf'>;

@@ -14,7 +14,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { inMemory } from '../io/weight-file.js';
 import type { Weight } from '../io/weight-file.js';
-import type { IntArg, MatMulOptions, Ops } from './ops.js';
+import { geluFormula } from './gelu.js';
+import type { GeluApproximation, IntArg, MatMulOptions, Ops } from './ops.js';
 
 type Tensor = tf.Tensor;
 
@@ -66,6 +67,7 @@ export class TfjsOps implements Ops<Tensor> {
   log = (a: Tensor): Tensor => tf.log(a);
   tanh = (a: Tensor): Tensor => tf.tanh(a);
   erf = (a: Tensor): Tensor => tf.erf(a);
+  gelu = (a: Tensor, approximate: GeluApproximation): Tensor => geluFormula(this, a, approximate);
   relu = (a: Tensor): Tensor => tf.relu(a);
   greater = (a: Tensor, b: Tensor): Tensor => tf.step(tf.sub(a, b));
   greaterEqual = (a: Tensor, b: Tensor): Tensor => tf.sub(1, tf.step(tf.sub(b, a)));

@@ -42,9 +42,17 @@ export class GraphBuilder {
     prefix: string,
     output?: string,
     attributes?: Record<string, AttributeValue>,
+    domain?: string,
   ): string {
     const out = output ?? `${prefix}/${opType}_${this.counter++}`;
-    this.nodes.push({ opType, name: `${out}#${opType}`, inputs, outputs: [out], attributes });
+    this.nodes.push({
+      opType,
+      name: `${out}#${opType}`,
+      inputs,
+      outputs: [out],
+      attributes,
+      ...(domain ? { domain } : {}),
+    });
     return out;
   }
 

@@ -28,6 +28,8 @@ export interface OnnxNode {
   inputs: string[];
   outputs: string[];
   attributes?: Record<string, AttributeValue>;
+  /** The operator set the op belongs to: '' (the default) is ONNX's, 'com.microsoft' onnxruntime's own. */
+  domain?: string;
 }
 
 /**
@@ -204,6 +206,7 @@ function nodeMessage(n: OnnxNode): Message {
   for (const o of n.outputs) m.string(2, o);
   m.string(3, n.name).string(4, n.opType);
   for (const [k, v] of Object.entries(n.attributes ?? {})) m.message(5, attributeMessage(k, v));
+  if (n.domain) m.string(7, n.domain);
   return m;
 }
 
@@ -237,6 +240,9 @@ export function encodeOnnxModel(model: OnnxModel): Uint8Array {
     .string(2, model.producer)
     .message(7, graphMessage(model.graph));
   m.message(8, new Message().string(1, '').int(2, model.opset));
+  // onnxruntime's contrib ops (fused kernels such as FastGelu) are version 1 of their own domain.
+  const domains = new Set(model.graph.nodes.map((n) => n.domain ?? '').filter((d) => d !== ''));
+  for (const d of domains) m.message(8, new Message().string(1, d).int(2, 1));
   return m.concat();
 }
 

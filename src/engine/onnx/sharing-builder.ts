@@ -57,9 +57,12 @@ export class SharingGraphBuilder extends GraphBuilder {
     prefix: string,
     output?: string,
     attributes?: Record<string, AttributeValue>,
+    domain?: string,
   ): string {
-    return this.shared(opType, inputs, attributes, () => [
-      super.op(opType, inputs, prefix, output, attributes),
+    // Contrib ops are keyed apart from any ONNX op of the same name.
+    const type = domain ? `${domain}.${opType}` : opType;
+    return this.shared(type, inputs, attributes, () => [
+      super.op(opType, inputs, prefix, output, attributes, domain),
     ])[0]!;
   }
 
