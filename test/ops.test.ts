@@ -76,6 +76,23 @@ describe('op layer: onnx and tfjs backends agree', () => {
     expect(out.neg!.data[0]).toBeCloseTo(-x[0]!, 6);
   });
 
+  it('gelu, exact and tanh-approximated, as the formulas (fused kernels on onnx)', async () => {
+    const x = randomArray([3, 4, 9], 21, 4);
+    const out = await agree((o, { x }) => ({ exact: o.gelu(x!, 'none'), tanh: o.gelu(x!, 'tanh') }), { x });
+    const v = x.data as Float32Array;
+    for (let i = 0; i < v.length; i++) {
+      const t = v[i]!;
+      const tanhForm = 0.5 * t * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (t + 0.044715 * t ** 3)));
+      expect(out.tanh!.data[i]).toBeCloseTo(tanhForm, 5);
+    }
+    // GELU(1) = Φ(1) = 0.8413447460685429; the approximation differs from it in the 4th decimal.
+    const one = await evaluateOnnx((o, { x }) => ({ e: o.gelu(x!, 'none'), t: o.gelu(x!, 'tanh') }), {
+      x: f([1], [1]),
+    });
+    expect(one.e!.data[0]).toBeCloseTo(0.8413447, 6);
+    expect(Math.abs(one.t!.data[0]! - 0.8413447)).toBeGreaterThan(1e-4);
+  });
+
   it('masks are 0/1 floats, ties included, and select picks exactly', async () => {
     const x = f([2, 3], [1, 2, 3, 3, 2, 1]);
     const t = f([2, 1], [2, 2]);
