@@ -138,10 +138,13 @@ describe('buildModelGraph', () => {
     const g = graphFor(['blocks.0.hook_resid_pre'], true);
     expect(g.outputs.map((o) => o.name)).toEqual(['blocks.0.hook_resid_pre', 'logits']);
     expect(g.outputs[1]!.dims).toEqual(['batch', 'seq', config.vocabSize]);
-    expect(g.nodes.some((n) => n.opType === 'Gemm')).toBe(true);
+    // The unembedding is the one product reading its weight transposed ([vocab, d], tied to W_E).
+    const unembeds = (nodes: typeof g.nodes) =>
+      nodes.filter((n) => n.opType === 'Gemm' && n.attributes?.transB !== undefined).length;
+    expect(unembeds(g.nodes)).toBe(1);
     // Every block's two LayerNorms and the final one.
     expect(g.nodes.filter((n) => n.opType === 'LayerNormalization').length).toBe(2 * config.nLayers + 1);
-    expect(graphFor(['ln_final.hook_normalized']).nodes.some((n) => n.opType === 'Gemm')).toBe(false);
+    expect(unembeds(graphFor(['ln_final.hook_normalized']).nodes)).toBe(0);
   });
 
   it('declares TransformerLens shapes for the hook outputs', () => {

@@ -245,18 +245,20 @@ export class OnnxOps implements Ops<string> {
   // ---- appended for the model families
 
   linear(x: string, w: string, opts: { bias?: string; transB?: boolean } = {}): string {
-    if (!opts.transB) {
-      // MatMul broadcasts over x's leading axes; MLAS reads w [k, n] as is.
-      const y = this.op('MatMul', [x, w]);
-      return opts.bias === undefined ? y : this.op('Add', [y, opts.bias]);
-    }
-    // Gemm reads a transposed w in place (no copy of a [vocab, d] unembedding), but only on 2-D operands.
+    // MatMul broadcasts over x's leading axes; MLAS reads w [k, n] as is.
+    if (!opts.transB && opts.bias === undefined) return this.op('MatMul', [x, w]);
+    // Gemm reads a transposed w in place (no copy of a [vocab, d] unembedding) and adds the bias inside the
+    // product instead of in a pass of its own, but only on 2-D operands: x's leading axes are flattened.
     const xShape = this.op('Shape', [x]);
     const lead = this.op('Slice', [xShape, this.i64([0]), this.i64([-1])]);
-    const n = this.op('Slice', [this.op('Shape', [w]), this.i64([0]), this.i64([1])]);
+    const n = this.op('Slice', [
+      this.op('Shape', [w]),
+      this.i64(opts.transB ? [0] : [1]),
+      this.i64(opts.transB ? [1] : [2]),
+    ]);
     const k = this.op('Slice', [xShape, this.i64([-1]), this.i64([2 ** 62])]);
     const rows = this.op('Reshape', [x, this.op('Concat', [this.i64([-1]), k], { axis: int(0) })]);
-    const flat = this.matMul(rows, w, { transB: true, bias: opts.bias });
+    const flat = this.matMul(rows, w, { transB: opts.transB, bias: opts.bias });
     return this.op('Reshape', [flat, this.op('Concat', [lead, n], { axis: int(0) })]);
   }
 
