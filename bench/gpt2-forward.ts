@@ -8,6 +8,7 @@
 //                                 [--python auto|PATH,...] [--install-torch]
 //
 // The forward stops at blocks.<stop_layer>.hook_resid_pre, as an activation store does for one hook.
+import { spawnSync } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { pythonsWithTorch, runTorch } from './torch-baseline.js';
@@ -155,3 +156,29 @@ for (const r of results) {
   const ratio = torchRate ? (r.tokens_per_s / torchRate).toFixed(3) : 'n/a';
   console.log(`| ${r.engine} | ${r.tokens_per_s.toFixed(1)} | ${ratio} | ${r.detail} |`);
 }
+// The GEMM limit: the tokens/s at which the forward's products alone (the four per block, and attention's
+// two, as computed: full [seq, seq] scores) would run at this machine's sgemm speed, measured now by
+// bench/sae-step.ts's sgemm child at the MLP's shape.
+const sgemm = spawnSync(
+  process.execPath,
+  ['--import', 'tsx', 'bench/sae-step.ts', '--child', 'sgemm', '--d_in', '768', '--d_sae', '3072'].concat([
+    '--batch',
+    String(batch * context),
+  ]),
+  { encoding: 'utf8' },
+);
+const peak =
+  sgemm.status === 0
+    ? (JSON.parse(sgemm.stdout.trim().split('\n').pop()!) as { gflops: number }).gflops
+    : null;
+const d = config.dModel;
+const flopsPerToken = stopLayer * 2 * (d * 3 * d + d * d + 2 * d * config.dMlp + 2 * context * d);
+const limit = peak === null ? null : (peak * 1e9) / flopsPerToken;
+console.log(
+  `GEMM limit: ${limit === null ? 'n/a' : limit.toFixed(0)} tokens/s (${(flopsPerToken / 1e6).toFixed(1)} MFLOP per token at ${peak === null ? 'n/a' : peak.toFixed(0)} GFLOP/s sgemm, onnxruntime at [${batch * context}, ${d}] x [${d}, ${config.dMlp}])`,
+);
+const ours = results.find((r) => r.engine === 'saeflow onnxruntime-node');
+if (ours)
+  console.log(
+    `RESULT ${JSON.stringify({ bench: 'gpt2-forward', ours: ours.tokens_per_s, torch: torchRate, limit, sgemm_gflops: peak })}`,
+  );

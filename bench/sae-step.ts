@@ -35,6 +35,7 @@ const { values } = parseArgs({
     archs: { type: 'string', default: 'standard,topk,batchtopk,jumprelu,gated' },
     paths: { type: 'string', default: 'auto' },
     dead: { type: 'string', default: '0.125' },
+    dead_window: { type: 'string', default: '1' },
     engines: { type: 'string', default: 'onnx' },
     python: { type: 'string', default: 'auto' },
     rounds: { type: 'string', default: '2' },
@@ -109,7 +110,13 @@ if (values.child !== undefined) {
     train_batch_size_tokens: batch,
     training_tokens: batch * (steps + 2),
     apply_b_dec_to_input: true,
-    ...(aux ? { k: Number(values.k), rescale_acts_by_decoder_norm: true, dead_feature_window: 1 } : {}),
+    ...(aux
+      ? {
+          k: Number(values.k),
+          rescale_acts_by_decoder_norm: true,
+          dead_feature_window: Number(values.dead_window),
+        }
+      : {}),
     ...(arch === 'standard' || arch === 'gated' ? { l1_coefficient: 5 } : {}),
   });
   const rng = new Mulberry32(3);
@@ -201,6 +208,8 @@ function ours(engine: string, arch: string, size: Size, path: string): OurRun | 
       values.k,
       '--dead',
       values.dead,
+      '--dead_window',
+      values.dead_window,
       ...sizeArgs(size),
     ],
     { encoding: 'utf8', maxBuffer: 1 << 24, env: { ...process.env, SAEFLOW_TOPK_PATH: path } },
@@ -309,6 +318,9 @@ for (const size of sizes) {
       v === undefined || lim === null ? 'n/a' : `${((100 * v) / lim).toFixed(0)}%`;
     const ourLimit = o === null ? null : limit(o.sparse);
     const denseLimit = limit(false);
+    console.log(
+      `RESULT ${JSON.stringify({ bench: 'sae-step', size: size.name, arch, line, sparse: o?.sparse ?? null, ours: o?.tokensPerS ?? null, torch: t?.tokensPerS ?? null, limit: ourLimit, dense_limit: denseLimit })}`,
+    );
     rows.push(
       `| ${arch} | ${line}${o?.sparse && !line.includes('sparse') ? ' (sparse)' : ''} | ${o === null ? 'failed' : o.tokensPerS.toFixed(0)} | ${t ? t.tokensPerS.toFixed(0) : 'n/a'} | ${o !== null && t ? (o.tokensPerS / t.tokensPerS).toFixed(2) : 'n/a'} | ${ourLimit === null ? 'n/a' : ourLimit.toFixed(0)} / ${denseLimit === null ? 'n/a' : denseLimit.toFixed(0)} | ${pct(o?.tokensPerS, ourLimit)} | ${pct(t?.tokensPerS, denseLimit)} |`,
     );
