@@ -1,13 +1,14 @@
 // Issue 19's performance targets in one run: runs the benches one after another on this machine and prints
 // each target with what was measured and whether it holds.
 //
-//   npx tsx bench/targets.ts [--rounds 1] [--skip forward,step,e2e] [--python auto|PATH]
+//   npx tsx bench/targets.ts [--rounds 1] [--skip forward,step,e2e,eval] [--python auto|PATH]
 //
 // - GPT-2 small forward to blocks.8.hook_resid_pre (bench/gpt2-forward.ts): >= 2x the fastest PyTorch.
 // - SAE steps at d_sae 6144 / batch 1024 and 24576 / 4096, k 32 (bench/sae-step.ts, like-for-like PyTorch):
 //   topk and batchtopk >= 3x, standard, jumprelu and gated >= 1.5x.
 // - End to end (bench/end-to-end.ts): pipelines/gpt2-resid.ts --activations within 10% of the step alone,
 //   pipelines/cache-activations.ts within 10% of the forward alone (steady rates; start-up shown apart).
+// - The evaluator against SAELens's run_evals on the same windows (bench/eval-vs-saelens.ts; no target).
 // Every bench's own table is printed as it runs; the summary comes from their RESULT lines.
 import { spawn } from 'node:child_process';
 import { parseArgs } from 'node:util';
@@ -70,6 +71,7 @@ if (!skip.has('step'))
     ])),
   );
 if (!skip.has('e2e')) results.push(...(await bench(['bench/end-to-end.ts'])));
+if (!skip.has('eval')) results.push(...(await bench(['bench/eval-vs-saelens.ts', '--tokens', '4096'])));
 
 interface Row {
   target: string;
