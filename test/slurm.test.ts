@@ -116,7 +116,10 @@ describe.skipIf(unavailable !== null)(
           return false;
         }
       });
-      const jobId = cluster.run('squeue', ['-h', '-j', task, '-o', '%A']).trim();
+      // Under load squeue can briefly list nothing for a task that is starting up: ask until it answers.
+      const jobId = await until('task 1 in squeue', 30_000, () =>
+        cluster.run('squeue', ['-h', '-j', task, '-o', '%A']).trim(),
+      );
       const pids = cluster
         .run('scontrol', ['listpids', jobId])
         .split('\n')
