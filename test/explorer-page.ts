@@ -76,10 +76,12 @@ export interface OpenedPage {
 export async function openExplorer(
   browser: Browser,
   folder: string,
-  options: ServeOptions = {},
+  options: ServeOptions & { query?: string } = {},
 ): Promise<OpenedPage> {
   const server = await serveFolder(folder, options);
-  return openPage(browser, server, PAGE_FILE, { explorer: true });
+  return openPage(browser, server, PAGE_FILE + (options.query ? `?${options.query}` : ''), {
+    explorer: true,
+  });
 }
 
 /** Opens `urlPath` on `server` with every problem and request recorded; waits for an explorer to be done. */

@@ -86,11 +86,11 @@ export function expectOnlyOwnRequests(opened: OpenedPage): void {
   expect(opened.server.requests.filter((r) => r.status !== 200)).toEqual([]);
 }
 
-/** The WebAssembly threads a cross-origin-isolated page should run: every core up to 4. */
+/** The WebAssembly threads a cross-origin-isolated page runs by default: half the cores, up to 4. */
 export async function expectedThreads(page: OpenedPage['page']): Promise<number> {
   const cores = await page.evaluate(
     () =>
       (globalThis as unknown as { navigator: { hardwareConcurrency: number } }).navigator.hardwareConcurrency,
   );
-  return Math.max(1, Math.min(4, cores));
+  return Math.max(1, Math.min(4, Math.ceil(cores / 2)));
 }

@@ -2,7 +2,7 @@
  * The quickstart's way to the explorer, end to end: eval-sae with --explorer true on a small run of two SAEs
  * writes an explorer per SAE (one shared copy of the script and onnxruntime's WebAssembly) with the run's
  * own dashboards, and the report links them; saeflow-serve serves the run with the cross-origin-isolation
- * headers; in headless Chromium the report's link opens a page that runs on WebAssembly threads and shows
+ * headers; in headless Chromium the report's link opens a page that runs on its default threads and shows
  * the features saeflow's own encode computes (test/explorer-reference.ts).
  */
 import { existsSync } from 'node:fs';
@@ -116,7 +116,7 @@ describe('eval-sae --explorer', () => {
   });
 
   for (const name of Object.keys(SAES)) {
-    it(`opens ${name}'s explorer from the report's link, on threads, with saeflow's features`, async () => {
+    it(`opens ${name}'s explorer from the report's link, cross-origin isolated, with saeflow's features`, async () => {
       const opened = await openPage(browser!, server!, 'report.html', { explorer: false });
       try {
         const link = opened.page.locator(`p.explorer a[href="explorer/${name}/explorer.html"]`);

@@ -3,8 +3,9 @@
  * and SAE encoder with onnxruntime-web (WebAssembly, one thread unless the page is cross-origin isolated)
  * on the typed text, and shows each token's top features; a feature opens its dashboard.
  *
- * `#status` carries the state (`data-state`: loading, ready, running, done, error) and the last run's token
- * count and milliseconds, so a test or a reader can tell when results are on the page and how fast they came.
+ * `#status` carries the state (`data-state`: loading, ready, running, done, error), the last run's token
+ * count and milliseconds, and what runs them (`data-provider`, `data-threads`), so a test or a reader can
+ * tell when results are on the page, how fast they came and on what.
  *
  * The bundle is also the script of onnxruntime's WebAssembly threads: it starts its workers from its own
  * URL (import.meta.url, this file), so everything here that touches the page runs only where there is one.
@@ -54,18 +55,29 @@ async function createSession(bytes: Uint8Array, webgpu: boolean): Promise<ort.In
       // A browser can offer an adapter that onnxruntime cannot use; WebAssembly always works.
     }
   }
-  return ort.InferenceSession.create(bytes, { executionProviders: ['wasm'] });
+  // Threads that wait without spinning: in a browser the cores are shared with everything else, and on
+  // this project's busy 2-core machine spinning made the threaded page slower still (43 against 58
+  // tokens/s at GPT-2 small's shape, bench/explorer.ts with spinning made switchable to measure it).
+  return ort.InferenceSession.create(bytes, {
+    executionProviders: ['wasm'],
+    extra: { session: { intra_op: { allow_spinning: '0' } } },
+  });
 }
 
 /**
  * WebAssembly threads: only a cross-origin-isolated page has SharedArrayBuffer (saeflow-serve sends the
- * headers; a plain static server does not), else onnxruntime would warn and run one thread anyway. Every
- * core up to 4 (onnxruntime-web's default takes half of them): the page runs one forward at a time and
- * has nothing else for the other cores to do.
+ * headers; a plain static server does not), else onnxruntime would warn and run one thread anyway. Half
+ * the cores, up to 4, as onnxruntime-web's own default: the browser and everything else on the machine
+ * keep the other half. On this project's busy 2-core machine that is 1, which was also the fastest there
+ * (README, "Size and speed").
  */
 function wasmThreads(): number {
   if (!globalThis.crossOriginIsolated) return 1;
-  return Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1));
+  const cores = navigator.hardwareConcurrency || 1;
+  // `explorer.html?threads=N` overrides it, up to the number of cores.
+  const asked = Number(new URLSearchParams(location.search).get('threads'));
+  if (Number.isInteger(asked) && asked >= 1) return Math.min(asked, cores);
+  return Math.max(1, Math.min(4, Math.ceil(cores / 2)));
 }
 
 function runsOn(provider: string, threads: number): string {
@@ -75,8 +87,7 @@ function runsOn(provider: string, threads: number): string {
 
 async function start(): Promise<void> {
   const manifest = await fetchJson<ExplorerManifest>(MANIFEST_FILE);
-  // Only our own copy of the WebAssembly, never a CDN's; threads only where the browser allows them
-  // (cross-origin isolation), else onnxruntime would warn and fall back anyway.
+  // Only our own copy of the WebAssembly, never a CDN's.
   ort.env.wasm.wasmPaths = { wasm: new URL(manifest.runtime.wasm, document.baseURI).href };
   const threads = wasmThreads();
   ort.env.wasm.numThreads = threads;
