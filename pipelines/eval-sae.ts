@@ -6,6 +6,9 @@
 // replaced hook and one patched forward per SAE, per batch; `--engine onnx` runs them all in one onnxruntime
 // session run, SAEs, losses and KL included); pass 2 streams the same tokens again to collect the top
 // contexts of the features chosen for dashboards (chosen from pass 1's densities).
+//
+// `--explorer true` then exports a live feature explorer per SAE into <run>/explorer/<sae>/ (the model and
+// SAE encoder as onnxruntime-web runs them in a browser, with this run's dashboards), which the report links.
 import path from 'node:path';
 import { concat, defer, EMPTY, finalize, ignoreElements } from 'rxjs';
 import {
@@ -27,6 +30,8 @@ import {
 import type { FeatureContexts, SaeEvalResult } from '../src/eval/index.js';
 import { ENGINES, resolveEngine } from '../src/engine/engines.js';
 import { evalProcessing } from '../src/eval/model-processing.js';
+import { writeReportData } from '../src/eval/report-data.js';
+import { exportExplorers } from '../src/explorer/eval-explorers.js';
 import { WEIGHT_PROCESSINGS } from '../src/model/index.js';
 import { definePipeline, opt, trackProgress, UserError } from '../src/pipeline/index.js';
 import { renderReport, REPORT_HTML } from '../src/report/index.js';
@@ -95,6 +100,10 @@ export default definePipeline({
     ),
     seed: opt.int(42, 'seed for the dashboard features drawn within each density range', { min: 0 }),
     ce_score_floor: opt.number(0.8, 'canonical SAE: lowest CE loss score it should reach'),
+    explorer: opt.boolean(
+      false,
+      'also export a live feature explorer per SAE into <run>/explorer/ (linked from the report; open with saeflow-serve)',
+    ),
     target_l0: opt.nullable(
       opt.number(1, 'canonical SAE: the frontier SAE with L0 closest to this (overrides the floor)', {
         min: 0,
@@ -252,12 +261,24 @@ export default definePipeline({
           decodeToken: (id) => tokenizer.decodeToken(id),
           canonical: { ceScoreFloor: cfg.ce_score_floor, targetL0: cfg.target_l0 },
         });
+        const explorers = cfg.explorer
+          ? await exportExplorers({
+              runDir: ctx.runDir,
+              data: written.data,
+              dashboardsSource: written.reportDataFile,
+              model: modelSpec,
+              processing,
+              log: ctx.log,
+            })
+          : [];
+        if (explorers.length > 0) await writeReportData(ctx.runDir, written.data);
         await renderReport(written.data, ctx.runDir);
         const report = path.join(ctx.runDir, REPORT_HTML);
         ctx.log.info(`report: ${report}`);
         return {
           report,
           report_data: written.reportDataFile,
+          ...(cfg.explorer ? { explorers: explorers.map((x) => path.join(ctx.runDir, x.href)) } : {}),
           tokens: evaluator.tokens,
           canonical: written.sweep.canonical,
           saes: results.map((r) => ({

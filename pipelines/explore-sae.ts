@@ -1,8 +1,9 @@
 // Exports a live feature explorer for one SAE into the run directory: explorer.html and its bundled
 // explorer.js, model.onnx (the model up to the SAE's hook plus the SAE encoder, built by the same graph
 // builder eval-sae uses), the tokenizer's data, onnxruntime-web's WebAssembly, and features.json with the
-// dashboards of the newest evaluation of the SAE when there is one. Open it through any static server:
-//   python3 -m http.server 8000 -d <run>   then   http://localhost:8000/explorer.html
+// dashboards of the newest evaluation of the SAE when there is one. Open it through a static server:
+//   npx saeflow-serve <run>   (cross-origin isolated: WebAssembly threads), or any other, on one thread.
+// eval-sae --explorer true writes one per evaluated SAE instead, linked from its report.
 import { defer } from 'rxjs';
 import { writeExplorer } from '../src/explorer/export.js';
 import { PAGE_FILE } from '../src/explorer/manifest.js';
@@ -42,9 +43,7 @@ export default definePipeline({
       const mb = (n: number) => `${(n / 2 ** 20).toFixed(2)} MiB`;
       for (const [name, bytes] of Object.entries(result.files)) ctx.log.info(`${name}: ${mb(bytes)}`);
       ctx.log.info(`page weight ${mb(result.pageBytes)}; open ${PAGE_FILE} through a static server:`);
-      ctx.log.info(
-        `  python3 -m http.server 8000 -d ${result.dir}   then http://localhost:8000/${PAGE_FILE}`,
-      );
+      ctx.log.info(`  npx saeflow-serve ${result.dir}   (prints its address)`);
       return {
         dir: result.dir,
         page_bytes: result.pageBytes,

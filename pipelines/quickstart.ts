@@ -12,7 +12,7 @@ import gpt2Resid from './gpt2-resid.js';
 export default definePipeline({
   name: 'quickstart',
   description:
-    'Offline: train a sweep of SAEs on the embedded model and corpus, evaluate them, write a report.',
+    'Offline: train a sweep of SAEs on the embedded model and corpus, evaluate them, write a report and explorers.',
   config: {
     model: opt.string('tiny-gpt2', 'model (tiny-gpt2 is embedded; gpt2 needs its weights in the HF cache)'),
     dataset: opt.string('moby-dick', 'training text'),
@@ -24,6 +24,7 @@ export default definePipeline({
     lr: opt.number(1e-3, 'learning rate', { min: 0 }),
     n_eval_tokens: opt.int(4096, 'held-out tokens to evaluate on', { min: 1 }),
     n_dashboard_features: opt.int(6, 'feature dashboards per SAE', { min: 0 }),
+    explorer: opt.boolean(true, 'export a live feature explorer per SAE, linked from the report'),
   },
   // Training and evaluation both run on onnxruntime.
   usesTensorflowJs: () => false,
@@ -63,6 +64,7 @@ export default definePipeline({
           dataset: cfg.eval_dataset,
           n_eval_tokens: cfg.n_eval_tokens,
           n_dashboard_features: cfg.n_dashboard_features,
+          explorer: cfg.explorer,
         },
         ctx,
       );
@@ -74,7 +76,10 @@ export default definePipeline({
       last(),
       map((result) => {
         const report = (result as { report?: string }).report;
-        if (report) ctx.log.info(`open the report: ${report}`);
+        if (report) {
+          ctx.log.info(`open the report: ${report}`);
+          if (cfg.explorer) ctx.log.info(`with its explorers, served: npx saeflow-serve ${ctx.runDir}`);
+        }
         return result;
       }),
     );

@@ -11,20 +11,24 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import * as tf from '@tensorflow/tfjs-core';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeExplorer } from '../src/explorer/export.js';
 import type { ExplorerResult } from '../src/explorer/export.js';
-import { loadModel, readModelConfig, TfjsRunner } from '../src/model/index.js';
+import { readModelConfig } from '../src/model/index.js';
 import type { ReplacementSae } from '../src/model/index.js';
 import { selectBackend } from '../src/pipeline/backend.js';
 import type { FeatureDashboard } from '../src/report/types.js';
-import { Sae } from '../src/sae/sae.js';
 import { writeSaeFolder } from '../src/sae/saelens-folder.js';
-import { loadTokenizer } from '../src/tokenizer/index.js';
-import { launchChromium, openExplorer, runText } from './explorer-page.js';
-import type { OpenedPage, PageFeature, PageRow } from './explorer-page.js';
+import { launchChromium, openExplorer, openPage, runText } from './explorer-page.js';
+import type { OpenedPage } from './explorer-page.js';
+import {
+  expectedThreads,
+  expectedTop,
+  expectOnlyOwnRequests,
+  expectSameFeatures,
+  referenceFeatures,
+} from './explorer-reference.js';
 import { randomSae } from './replacement-helpers.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -85,81 +89,6 @@ async function writeSaeRun(
     }),
   );
   return { saeDir, dashboards };
-}
-
-/**
- * saeflow's own features for the text on the TensorFlow.js engine: the model's activation at the SAE's
- * hook, then the SAE's encoder (src/sae/sae.ts); the tokens from the Node tokenizer with BOS first.
- */
-async function referenceFeatures(
-  modelDir: string,
-  sae: ReplacementSae,
-  hook: string,
-  text: string,
-): Promise<{ ids: number[]; features: Float32Array }> {
-  const tokenizer = await loadTokenizer(modelDir);
-  const bos = tokenizer.bosId ?? tokenizer.eosId;
-  const ids = [...(tokenizer.prependBos && bos !== null ? [bos] : []), ...tokenizer.encode(text)];
-  const runner = TfjsRunner.create(await loadModel(modelDir));
-  try {
-    const run = await runner.runWithHooks(
-      { data: Int32Array.from(ids), shape: [1, ids.length] },
-      { hooks: [hook] },
-    );
-    const act = run.activations.get(hook)!;
-    const encoder = Sae.fromTensors(sae.config, sae.kind, { ...sae.tensors });
-    const x = tf.tensor2d(act.data, [ids.length, sae.config.d_in]);
-    const f = encoder.encode(x);
-    const features = (await f.data()) as Float32Array;
-    tf.dispose([x, f]);
-    encoder.dispose();
-    return { ids, features };
-  } finally {
-    await runner.dispose();
-  }
-}
-
-/** The k largest positive activations per token, largest first: what the page should list. */
-function expectedTop(features: Float32Array, width: number, k: number): PageFeature[][] {
-  const rows: PageFeature[][] = [];
-  for (let r = 0; r < features.length / width; r++) {
-    const row = Array.from(features.subarray(r * width, (r + 1) * width), (activation, feature) => ({
-      feature,
-      activation,
-    }));
-    rows.push(
-      row
-        .filter((f) => f.activation > 0)
-        .sort((a, b) => b.activation - a.activation)
-        .slice(0, k),
-    );
-  }
-  return rows;
-}
-
-function expectSameFeatures(rows: PageRow[], ids: number[], expected: PageFeature[][]): void {
-  expect(rows.map((r) => r.tokenId)).toEqual(ids);
-  rows.forEach((row, pos) => {
-    const want = expected[pos]!;
-    expect(
-      row.features.map((f) => f.feature),
-      `token ${pos}`,
-    ).toEqual(want.map((f) => f.feature));
-    row.features.forEach((f, i) => {
-      const ref = want[i]!.activation;
-      expect(
-        Math.abs(f.activation - ref),
-        `token ${pos} feature ${f.feature}: ${f.activation} vs ${ref}`,
-      ).toBeLessThanOrEqual(1e-3 * Math.abs(ref));
-    });
-  });
-}
-
-function expectOnlyOwnRequests(opened: OpenedPage): void {
-  expect(opened.problems).toEqual([]);
-  expect(opened.urls.length).toBeGreaterThan(0);
-  for (const u of opened.urls) expect(u.startsWith(opened.server.url), u).toBe(true);
-  expect(opened.server.requests.filter((r) => r.status !== 200)).toEqual([]);
 }
 
 describe('the explorer for tiny-gpt2 in Chromium', () => {
@@ -227,25 +156,101 @@ describe('the explorer for tiny-gpt2 in Chromium', () => {
     expectOnlyOwnRequests(opened);
   });
 
+  it('runs WebAssembly threads when served cross-origin isolated, and says so', async () => {
+    const expected = await expectedThreads(opened.page);
+    expect(
+      await opened.page.evaluate(
+        () => (globalThis as unknown as { crossOriginIsolated: boolean }).crossOriginIsolated,
+      ),
+    ).toBe(true);
+    expect(await opened.page.getAttribute('#status', 'data-threads')).toBe(String(expected));
+    expect(await opened.page.locator('#about').textContent()).toContain(
+      `WebAssembly, ${expected} thread${expected === 1 ? '' : 's'};`,
+    );
+    // onnxruntime starts its threads from the page's own script (import.meta.url): a second request for it.
+    const scripts = () => opened.server.requests.filter((r) => r.path === '/explorer.js').length;
+    expect(scripts()).toBe(expected > 1 ? 2 : 1);
+
+    // Two threads whatever the default here (CI's 2 cores give 1 by default): the threaded build runs.
+    const cores = await opened.page.evaluate(
+      () =>
+        (globalThis as unknown as { navigator: { hardwareConcurrency: number } }).navigator
+          .hardwareConcurrency,
+    );
+    const asked = Math.min(2, cores);
+    const before = scripts();
+    const two = await openPage(browser!, opened.server, 'explorer.html?threads=2', { explorer: true });
+    try {
+      expect(await two.page.getAttribute('#status', 'data-threads')).toBe(String(asked));
+      expect(scripts() - before).toBe(asked > 1 ? 2 : 1);
+      const { rows } = await runText(two.page, SENTENCE);
+      const ref = await referenceFeatures(TINY_GPT2, sae, HOOK, SENTENCE);
+      expectSameFeatures(rows, ref.ids, expectedTop(ref.features, 256, 8));
+      expect(two.problems).toEqual([]);
+    } finally {
+      await two.page.close();
+    }
+    const one = await openPage(browser!, opened.server, 'explorer.html?threads=1', { explorer: true });
+    try {
+      expect(await one.page.getAttribute('#status', 'data-threads')).toBe('1');
+      expect(await one.page.locator('#about').textContent()).toContain('on WebAssembly, 1 thread;');
+      expect(one.problems).toEqual([]);
+    } finally {
+      await one.page.close();
+    }
+    expectOnlyOwnRequests(opened);
+  });
+
+  it('runs one thread, the same features, on a server without cross-origin isolation', async () => {
+    const plain = await openExplorer(browser!, exported.dir, { isolate: false });
+    try {
+      expect(await plain.page.getAttribute('#status', 'data-threads')).toBe('1');
+      expect(await plain.page.locator('#about').textContent()).toContain(
+        'WebAssembly, 1 thread (the server sends no cross-origin isolation)',
+      );
+      const { rows } = await runText(plain.page, SENTENCE);
+      const ref = await referenceFeatures(TINY_GPT2, sae, HOOK, SENTENCE);
+      expectSameFeatures(rows, ref.ids, expectedTop(ref.features, 256, 8));
+      expectOnlyOwnRequests(plain);
+    } finally {
+      await plain.page.close();
+      await plain.server.close();
+    }
+  });
+
   it('measures its page weight and in-page speed, and leaves a screenshot', async () => {
     // The SAE's context (128 tokens) filled with prose.
     const long = 'It is not down on any map; true places never are. '.repeat(20);
-    let best = Infinity;
-    let tokens = 0;
-    for (let i = 0; i < 3; i++) {
-      const r = await runText(opened.page, long);
-      tokens = r.tokens;
-      best = Math.min(best, r.ms);
-    }
-    expect(tokens).toBe(128);
-    expect(best).toBeGreaterThan(0);
+    const speed = async (page: OpenedPage['page']) => {
+      let best = Infinity;
+      for (let i = 0; i < 3; i++) {
+        const r = await runText(page, long);
+        expect(r.tokens).toBe(128);
+        best = Math.min(best, r.ms);
+      }
+      expect(best).toBeGreaterThan(0);
+      return `${Math.round((128 * 1000) / best)} tokens/s (${best.toFixed(1)} ms)`;
+    };
+    const measure = async (page: Promise<OpenedPage>) => {
+      const p = await page;
+      const threads = await p.page.getAttribute('#status', 'data-threads');
+      try {
+        return `${await speed(p.page)} on ${threads} thread${threads === '1' ? '' : 's'}`;
+      } finally {
+        await p.page.close();
+      }
+    };
+    const threaded = await measure(
+      openPage(browser!, opened.server, 'explorer.html?threads=2', { explorer: true }),
+    );
+    const plainServer = openExplorer(browser!, exported.dir, { isolate: false });
+    const single = await measure(plainServer);
+    await (await plainServer).server.close();
     const mib = (exported.pageBytes / 2 ** 20).toFixed(2);
     console.log(
       `explorer tiny-gpt2: page weight ${mib} MiB (${Object.entries(exported.files)
         .map(([n, b]) => `${n} ${(b / 2 ** 20).toFixed(2)}`)
-        .join(
-          ', ',
-        )}); ${tokens} tokens in ${best.toFixed(1)} ms: ${Math.round((tokens * 1000) / best)} tokens/s`,
+        .join(', ')}); 128 tokens, best of 3: ${threaded}, ${single} (not isolated)`,
     );
     await runText(opened.page, SENTENCE);
     await opened.page.locator('#tokens button.feat.has-dash').first().click();

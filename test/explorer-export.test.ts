@@ -16,6 +16,7 @@ import { writeExplorer } from '../src/explorer/export.js';
 import { buildExplorerGraph, withFloat16Weights } from '../src/explorer/graph.js';
 import type { ExplorerManifest } from '../src/explorer/manifest.js';
 import { runFeatures } from '../src/explorer/run-graph.js';
+import { explorerFolderName } from '../src/explorer/sweep.js';
 import { loadModel, TfjsRunner } from '../src/model/index.js';
 import type { Model, ReplacementSae } from '../src/model/index.js';
 import { selectBackend } from '../src/pipeline/backend.js';
@@ -208,5 +209,15 @@ describe('writeExplorer and pipelines/explore-sae.ts', () => {
     const html = await readFile(path.join(out, 'explorer.html'), 'utf8');
     expect(html).toContain('<script type="module" src="explorer.js"></script>');
     expect(html).not.toMatch(/https?:\/\//);
+  });
+});
+
+describe('explorer folders of a sweep', () => {
+  it('keep plain SAE names and make the others plain, never hidden', () => {
+    expect(explorerFolderName('topk-k16')).toBe('topk-k16');
+    expect(explorerFolderName('L6 topk/16k')).toBe('L6_topk_16k');
+    expect(explorerFolderName('.hidden')).toBe('_hidden');
+    expect(explorerFolderName('..')).toBe('_.');
+    expect(explorerFolderName('')).toBe('_');
   });
 });

@@ -9,7 +9,7 @@ import { chromium } from 'playwright-core';
 import type { Browser, Page } from 'playwright-core';
 import { PAGE_FILE } from '../src/explorer/manifest.js';
 import { serveFolder } from '../src/explorer/static-server.js';
-import type { StaticServer } from '../src/explorer/static-server.js';
+import type { ServeOptions, StaticServer } from '../src/explorer/static-server.js';
 
 // The report test's flags (web security stays on, so the page cannot reach what the test must see it never does).
 const ARGS = [
@@ -72,8 +72,25 @@ export interface OpenedPage {
   urls: string[];
 }
 
-export async function openExplorer(browser: Browser, folder: string): Promise<OpenedPage> {
-  const server = await serveFolder(folder);
+/** Serves the explorer's folder and opens its page once it has run its default text. */
+export async function openExplorer(
+  browser: Browser,
+  folder: string,
+  options: ServeOptions & { query?: string } = {},
+): Promise<OpenedPage> {
+  const server = await serveFolder(folder, options);
+  return openPage(browser, server, PAGE_FILE + (options.query ? `?${options.query}` : ''), {
+    explorer: true,
+  });
+}
+
+/** Opens `urlPath` on `server` with every problem and request recorded; waits for an explorer to be done. */
+export async function openPage(
+  browser: Browser,
+  server: StaticServer,
+  urlPath: string,
+  { explorer }: { explorer: boolean },
+): Promise<OpenedPage> {
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   const problems: string[] = [];
   const urls: string[] = [];
@@ -83,10 +100,14 @@ export async function openExplorer(browser: Browser, folder: string): Promise<Op
   page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
   page.on('requestfailed', (r) => problems.push(`failed: ${r.url()}`));
   page.on('request', (r) => urls.push(r.url()));
-  await page.goto(server.url + PAGE_FILE, { waitUntil: 'load' });
-  // The page runs its default text once ready.
-  await page.waitForSelector('#status[data-state="done"]', { timeout: 60_000 });
+  await page.goto(server.url + urlPath, { waitUntil: 'load' });
+  // The explorer runs its default text once ready.
+  if (explorer) await waitForExplorer(page);
   return { page, server, problems, urls };
+}
+
+export async function waitForExplorer(page: Page): Promise<void> {
+  await page.waitForSelector('#status[data-state="done"]', { timeout: 60_000 });
 }
 
 /** Types the text, runs it, and reads back every token row. */

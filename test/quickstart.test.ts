@@ -7,7 +7,7 @@ import { runPipeline } from '../src/pipeline/runner.js';
 import { testIo } from './runner-io.js';
 
 describe('pipelines/quickstart.ts', () => {
-  it('runs the whole slice offline: embedded corpus and model, a sweep, evaluation and the report', async () => {
+  it('runs the whole slice offline: embedded corpus and model, a sweep, evaluation, the report and explorers', async () => {
     const out = path.join(mkdtempSync(path.join(tmpdir(), 'saeflow-quickstart-')), 'run');
     const io = testIo();
     // The default run trains 300k tokens per SAE; a small one exercises the same path.
@@ -43,8 +43,18 @@ describe('pipelines/quickstart.ts', () => {
       'report-data.json',
       'topk-k8/eval.json',
       'saes/topk-k8/cfg.json',
+      'explorer/ort-wasm-simd-threaded.wasm',
+      'explorer/explorer.js',
+      ...['topk-k8', 'topk-k16', 'topk-k32'].flatMap((k) =>
+        ['explorer.html', 'explorer.json', 'model.onnx', 'features.json'].map((f) => `explorer/${k}/${f}`),
+      ),
     ]) {
       expect(existsSync(path.join(out, f))).toBe(true);
+    }
+    // Each SAE's section links its explorer (test/explorer-report.test.ts follows such a link in Chromium).
+    const html = readFileSync(result.report, 'utf8');
+    for (const k of ['topk-k8', 'topk-k16', 'topk-k32']) {
+      expect(html).toContain(`<a href="explorer/${k}/explorer.html">Open the live feature explorer</a>`);
     }
     const eval8 = JSON.parse(readFileSync(path.join(out, 'topk-k8', 'eval.json'), 'utf8'));
     expect(eval8.metrics?.ce_loss_score ?? eval8.ce_loss_score).toBeGreaterThan(0);

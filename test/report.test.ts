@@ -195,6 +195,32 @@ describe('renderReport on a sweep with dashboards', () => {
     expect(html).toContain(`pipelines/explore-sae.ts --sae ${path}</code>`);
   });
 
+  it("links each SAE's exported explorer from its section, and then says how to serve them", async () => {
+    expect(html).not.toContain('Open the live feature explorer');
+    const linked = JSON.parse(JSON.stringify(data)) as ReportData;
+    for (const s of linked.saes) s.explorer = `explorer/${s.name}/explorer.html`;
+    const out = await renderReport(linked, join(dir, 'linked'));
+    for (const s of linked.saes) {
+      const card = out.html.slice(
+        out.html.indexOf(`<article class="card" id="sae-${linked.saes.indexOf(s)}">`),
+      );
+      expect(card.slice(0, card.indexOf('</article>'))).toContain(
+        `<p class="explorer"><a href="explorer/${s.name}/explorer.html">Open the live feature explorer</a>`,
+      );
+    }
+    expect(out.html).toContain('each SAE in the SAEs section links its live explorer');
+    expect(out.html).toContain('<code>npx saeflow-serve &lt;this report&#39;s folder&gt;</code>');
+    expect(out.html).not.toContain('pipelines/explore-sae.ts --sae');
+    expect(out.markdown).toContain(
+      `[${linked.saes[0]!.name}](explorer/${linked.saes[0]!.name}/explorer.html)`,
+    );
+    // One SAE with dashboards but without an explorer: the command comes back.
+    delete linked.saes.find((s) => linked.dashboards.some((d) => d.sae === s.name))!.explorer;
+    expect((await renderReport(linked, join(dir, 'linked'))).html).toContain(
+      'pipelines/explore-sae.ts --sae',
+    );
+  });
+
   it('lists SAEs by layer with formatted numbers and the canonical SAEs marked', () => {
     const summary = html.slice(html.indexOf('<section id="summary">'), html.indexOf('<section id="layers">'));
     const names = [...summary.matchAll(/<td class="txt name" data-v="([^"]+)"/g)].map((m) => m[1]);
@@ -332,6 +358,19 @@ describe('report data validation', () => {
     [
       (d) => (d.saes[0]!.l0_histogram.edges[5] = 0),
       /saes\[0\]\.l0_histogram\.edges\[5\]: edges must be strictly increasing/,
+    ],
+    [
+      (d) => set(d.saes[0]!, 'explorer', 'https://example.com/x.html'),
+      /saes\[0\]\.explorer: expected a relative path inside the report's folder/,
+    ],
+    [
+      (d) => set(d.saes[0]!, 'explorer', '../x/explorer.html'),
+      /saes\[0\]\.explorer: expected a relative path/,
+    ],
+    [(d) => set(d.saes[0]!, 'explorer', '/explorer.html'), /saes\[0\]\.explorer: expected a relative path/],
+    [
+      (d) => set(d.saes[0]!, 'explorer', 'javascript:alert(1)'),
+      /saes\[0\]\.explorer: expected a relative path/,
     ],
     [(d) => (d.pareto.ce = ['nope']), /pareto\.ce\[0\]: "nope" is not the name of an SAE/],
     [(d) => (d.pareto.canonical['6'] = 'gone'), /pareto\.canonical\.6: "gone" is not the name/],

@@ -1,9 +1,10 @@
 /**
  * Writes an explorer for one SAE: the model up to the SAE's hook plus the SAE's encoder as model.onnx
  * (graph.ts), the tokenizer's data, the dashboards an evaluation collected, onnxruntime-web's WebAssembly
- * and the page with its bundled script (page-files.ts). Everything the page loads lies in the folder.
+ * and the page with its bundled script (page-files.ts). Everything the page loads lies in the folder, or,
+ * for several explorers side by side (sweep.ts), the script and the WebAssembly in their shared folder.
  */
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { encodeOnnxModel, PROTOBUF_LIMIT } from '../engine/onnx/onnx-proto.js';
 import type { OnnxModel } from '../engine/onnx/onnx-proto.js';
@@ -12,14 +13,17 @@ import { resolveWindowing } from '../eval/eval-settings.js';
 import { evalProcessing } from '../eval/model-processing.js';
 import { findSaeFolders, loadEvalTarget } from '../eval/sae-targets.js';
 import { Checkpoint } from '../model/checkpoint.js';
+import type { WeightProcessing } from '../model/process-weights.js';
 import { loadModel } from '../model/registry.js';
 import { UserError } from '../pipeline/errors.js';
 import { loadTokenizer, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE } from '../tokenizer/load-tokenizer.js';
 import { findDashboards } from './dashboards.js';
+import type { FoundDashboards } from './dashboards.js';
 import { buildExplorerGraph, withFloat16Weights } from './graph.js';
-import { FEATURES_FILE, MANIFEST_FILE, MODEL_FILE, ORT_WASM_FILE, ORT_WEBGPU_WASM_FILE } from './manifest.js';
+import { FEATURES_FILE, MANIFEST_FILE, MODEL_FILE } from './manifest.js';
 import type { ExplorerManifest, ExplorerTokenizer } from './manifest.js';
-import { writePageFiles } from './page-files.js';
+import { runtimeUrls, writePageHtml, writeRuntimeFiles } from './page-files.js';
+import type { RuntimeLocation } from './page-files.js';
 import { runFeatures } from './run-graph.js';
 
 /** The float16 weights are used only if the activations stay this close to float32's (issue 18). */
@@ -43,6 +47,15 @@ export interface ExplorerOptions {
   webgpu?: boolean;
   /** Models whose float32 checkpoint is larger are refused (the page holds the graph in wasm memory). */
   maxModelBytes: number;
+  /** The model's weight processing; default what the SAE's cfg.json records (as eval-sae's auto). */
+  processing?: WeightProcessing | null;
+  /**
+   * Where the page's script and WebAssembly are, relative to `out`: `.` (default) writes them into `out`;
+   * anything else names a folder the caller has written them into with writeRuntimeFiles.
+   */
+  runtime?: RuntimeLocation;
+  /** The dashboards to show; default those of the SAE's newest evaluation (findDashboards). */
+  dashboards?: FoundDashboards | null;
   log: (msg: string) => void;
 }
 
@@ -51,6 +64,7 @@ export interface ExplorerResult {
   manifest: ExplorerManifest;
   /** Bytes of every file the page loads. */
   pageBytes: number;
+  /** Sizes of the files the page loads, by their URL relative to the page (`../explorer.js` when shared). */
   files: Record<string, number>;
 }
 
@@ -98,7 +112,7 @@ export async function writeExplorer(opts: ExplorerOptions): Promise<ExplorerResu
   }
   const target = await loadEvalTarget(location, { config, name: source.name });
   const tokenizer = await loadTokenizer(source.dir);
-  const { processing } = evalProcessing(null, [target]);
+  const { processing } = evalProcessing(opts.processing ?? null, [target]);
   const windowing = resolveWindowing(
     { contextSize: null, prependBos: null },
     [target],
@@ -169,7 +183,7 @@ export async function writeExplorer(opts: ExplorerOptions): Promise<ExplorerResu
       }
     }
 
-    const found = await findDashboards(location.path);
+    const found = opts.dashboards !== undefined ? opts.dashboards : await findDashboards(location.path);
     if (found) {
       await put(FEATURES_FILE, JSON.stringify(found.dashboards));
       opts.log(`dashboards: ${found.dashboards.length} features from ${found.source}`);
@@ -177,6 +191,9 @@ export async function writeExplorer(opts: ExplorerOptions): Promise<ExplorerResu
       opts.log('dashboards: none (no evaluation of this SAE with dashboards was found; run eval-sae on it)');
     }
 
+    const webgpu = opts.webgpu === true;
+    const runtime = opts.runtime ?? '.';
+    const urls = runtimeUrls(webgpu, runtime);
     const manifest: ExplorerManifest = {
       format: 'saeflow-explorer',
       version: 1,
@@ -204,7 +221,7 @@ export async function writeExplorer(opts: ExplorerOptions): Promise<ExplorerResu
         bytes: bytes.length,
       },
       tokenizer: tokenizerSpec,
-      runtime: { wasm: opts.webgpu ? ORT_WEBGPU_WASM_FILE : ORT_WASM_FILE, webgpu: opts.webgpu === true },
+      runtime: { wasm: urls.wasm, webgpu },
       bos_id: bosId,
       special_ids: [...tokenizer.specialIds],
       context_size: windowing.contextSize,
@@ -214,7 +231,20 @@ export async function writeExplorer(opts: ExplorerOptions): Promise<ExplorerResu
         : null,
     };
     await put(MANIFEST_FILE, JSON.stringify(manifest, null, 2));
-    Object.assign(files, await writePageFiles(opts.out, manifest));
+    Object.assign(files, await writePageHtml(opts.out, manifest, runtime));
+    if (runtime === '.') {
+      Object.assign(files, await writeRuntimeFiles(opts.out, webgpu));
+    } else {
+      for (const url of [urls.script, urls.wasm]) {
+        const size = await stat(path.join(opts.out, url)).then(
+          (s) => s.size,
+          () => {
+            throw new Error(`the shared ${url} is missing beside ${opts.out}: writeRuntimeFiles comes first`);
+          },
+        );
+        files[url] = size;
+      }
+    }
     const pageBytes = Object.values(files).reduce((a, b) => a + b, 0);
     return { dir: opts.out, manifest, pageBytes, files };
   } finally {

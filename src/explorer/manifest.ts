@@ -47,7 +47,7 @@ export interface ExplorerManifest {
   };
   tokenizer: ExplorerTokenizer;
   runtime: {
-    /** The onnxruntime-web WebAssembly file beside the page. */
+    /** onnxruntime-web's WebAssembly, as a URL relative to the page (beside it, or `../` when shared). */
     wasm: string;
     /** Whether the page tries WebGPU first (and falls back to WebAssembly where the browser has none). */
     webgpu: boolean;

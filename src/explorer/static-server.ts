@@ -1,22 +1,44 @@
 /**
- * A static file server for one folder, on 127.0.0.1: what the explorer page needs (browsers run neither ES
- * modules nor fetch from file:// pages). It serves only files directly inside the folder, and records every
- * path asked for, so a test can see that the page requests nothing else.
+ * A static file server for one folder and its sub-folders, on 127.0.0.1: what the explorer page needs
+ * (browsers run neither ES modules nor fetch from file:// pages), and what saeflow-serve runs on a whole
+ * evaluation run (report.html and explorer/<sae>/). What it may give out is decided by served-path.ts.
+ *
+ * Every answer carries the cross-origin-isolation headers: with them the browser gives the page
+ * SharedArrayBuffer, which onnxruntime-web needs to run WebAssembly on several threads. It records every
+ * path asked for, so a test can see that a page requests nothing else.
  */
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { createServer } from 'node:http';
+import type { OutgoingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
+import { servedFile } from './served-path.js';
 
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
   '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
   '.json': 'application/json',
+  '.md': 'text/markdown; charset=utf-8',
   '.wasm': 'application/wasm',
   '.onnx': 'application/octet-stream',
   '.png': 'image/png',
 };
+
+/** Cross-origin isolation (COOP + COEP) for WebAssembly threads; CORP lets isolated pages load our files. */
+export const ISOLATION_HEADERS: OutgoingHttpHeaders = {
+  'cross-origin-opener-policy': 'same-origin',
+  'cross-origin-embedder-policy': 'require-corp',
+  'cross-origin-resource-policy': 'same-origin',
+};
+
+const PLAIN_HEADERS: OutgoingHttpHeaders = {
+  'x-content-type-options': 'nosniff',
+  'cache-control': 'no-store',
+};
+const COMMON_HEADERS: OutgoingHttpHeaders = { ...ISOLATION_HEADERS, ...PLAIN_HEADERS };
 
 export interface StaticServer {
   /** `http://127.0.0.1:PORT/` */
@@ -28,34 +50,60 @@ export interface StaticServer {
   close(): Promise<void>;
 }
 
-export async function serveFolder(dir: string, port = 0): Promise<StaticServer> {
+function decodePath(url: string | undefined): string | null {
+  try {
+    return decodeURIComponent(new URL(url ?? '/', 'http://localhost').pathname);
+  } catch {
+    return null; // a malformed %-escape
+  }
+}
+
+export interface ServeOptions {
+  /** 0 (default): any free port. */
+  port?: number;
+  /**
+   * Send the cross-origin-isolation headers (default true). Off, the server is like any plain static
+   * server, on which the page runs one thread: what a test of that case needs.
+   */
+  isolate?: boolean;
+}
+
+export async function serveFolder(dir: string, options: ServeOptions = {}): Promise<StaticServer> {
+  const { port = 0, isolate = true } = options;
+  const common = isolate ? COMMON_HEADERS : PLAIN_HEADERS;
   const requests: StaticServer['requests'] = [];
   const server = createServer((req, res) => {
-    const urlPath = decodeURIComponent(new URL(req.url ?? '/', 'http://localhost').pathname);
-    const name = urlPath === '/' ? 'index.html' : urlPath.slice(1);
-    const answer = (status: number) => {
-      requests.push({ path: urlPath, status });
-      res.writeHead(status, { 'content-type': 'text/plain' }).end(String(status));
+    const urlPath = decodePath(req.url);
+    const answer = (status: number, headers: OutgoingHttpHeaders = {}) => {
+      requests.push({ path: urlPath ?? String(req.url), status });
+      res
+        .writeHead(status, { ...COMMON_HEADERS, 'content-type': 'text/plain', ...headers })
+        .end(String(status));
     };
-    // One level only: no sub-folders, no `..`, nothing hidden.
-    if (req.method !== 'GET' || name.includes('/') || name.includes('\\') || name.startsWith('.')) {
-      answer(404);
-      return;
-    }
-    const file = path.join(dir, name);
-    stat(file).then(
-      (s) => {
-        if (!s.isFile()) return answer(404);
-        requests.push({ path: urlPath, status: 200 });
-        res.writeHead(200, {
-          'content-type': TYPES[path.extname(name)] ?? 'application/octet-stream',
-          'content-length': s.size,
-          'cache-control': 'no-store',
-        });
-        createReadStream(file).pipe(res);
-      },
-      () => answer(404),
-    );
+    if (req.method !== 'GET' && req.method !== 'HEAD') return answer(405, { allow: 'GET, HEAD' });
+    if (urlPath === null) return answer(400);
+    void (async () => {
+      const file = await servedFile(dir, urlPath);
+      if (file === null) {
+        // A folder named without its trailing slash: relative links inside its page need the slash.
+        if (!urlPath.endsWith('/') && (await servedFile(dir, `${urlPath}/`)) !== null) {
+          return answer(301, { location: `${new URL(req.url ?? '/', 'http://localhost').pathname}/` });
+        }
+        return answer(404);
+      }
+      const size = (await stat(file)).size;
+      requests.push({ path: urlPath, status: 200 });
+      res.writeHead(200, {
+        ...common,
+        'content-type': TYPES[path.extname(file)] ?? 'application/octet-stream',
+        'content-length': size,
+      });
+      if (req.method === 'HEAD') res.end();
+      else createReadStream(file).pipe(res);
+    })().catch(() => {
+      if (!res.headersSent) answer(500);
+      else res.destroy();
+    });
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -66,6 +114,11 @@ export async function serveFolder(dir: string, port = 0): Promise<StaticServer> 
     url: `http://127.0.0.1:${bound}/`,
     dir,
     requests,
-    close: () => new Promise((resolve) => server.close(() => resolve())),
+    close: () =>
+      new Promise((resolve) => {
+        server.close(() => resolve());
+        // Chromium keeps connections alive; close would otherwise wait for them to time out.
+        server.closeAllConnections();
+      }),
   };
 }

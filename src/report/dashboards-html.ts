@@ -3,7 +3,7 @@ import type { ChartSlots } from './chart-slots.js';
 import { escapeHtml as e, visibleWhitespace } from './escape.js';
 import { formatDensity, formatSignificant } from './format.js';
 import { saeAnchor } from './tables-html.js';
-import type { FeatureDashboard, ReportData, TokenValue, TopContext } from './types.js';
+import type { FeatureDashboard, ReportData, SaeReport, TokenValue, TopContext } from './types.js';
 
 /** Palette slot of dashboard histograms (matches the highlight colour of the contexts). */
 const COLOR_ACTIVATION = 2;
@@ -121,18 +121,41 @@ export function dashboardsSection(data: ReportData, charts: ChartSlots): string 
   return indexTable + explorerNote(data) + cards.join('');
 }
 
+/** How to open the explorers the report links (browsers run no modules from file:// pages). */
+const SERVE_HINT =
+  'served by <code>npx saeflow-serve &lt;this report&#39;s folder&gt;</code>, which prints its address ' +
+  '(opened from disk, the explorer cannot run)';
+
+/** The link to an SAE's live explorer, for its section, when eval-sae exported one. */
+export function explorerLink(sae: SaeReport): string {
+  if (sae.explorer === undefined) return '';
+  return (
+    `<p class="explorer"><a href="${e(sae.explorer)}">Open the live feature explorer</a>: type text and see ` +
+    'which of its features fire, with the model and the SAE running in your browser.</p>'
+  );
+}
+
 /**
- * How to open the live explorer (issue 18) for these SAEs: a page needs its own folder of files (the model
- * graph, onnxruntime's WebAssembly) that a self-contained report cannot carry, so the report gives the
- * command that writes it, with these dashboards included.
+ * How to open the live explorer (issue 18) for these SAEs: a link in each SAE's section when eval-sae
+ * exported them (--explorer true), else the command that writes one, with these dashboards included (a
+ * page needs its own folder of files, the model graph and onnxruntime's WebAssembly, that a
+ * self-contained report cannot carry).
  */
 function explorerNote(data: ReportData): string {
-  const first = data.saes.find((s) => data.dashboards.some((d) => d.sae === s.name));
+  const withDashboards = data.saes.filter((s) => data.dashboards.some((d) => d.sae === s.name));
+  const first = withDashboards[0];
   if (!first) return '';
+  if (withDashboards.every((s) => s.explorer !== undefined)) {
+    return (
+      '<p class="note">Type your own text and see which features fire: each SAE in the SAEs section links ' +
+      `its live explorer, with these dashboards, ${SERVE_HINT}.</p>`
+    );
+  }
   return (
     '<p class="note">Type your own text and see which features fire, with the model and the SAE running in ' +
     'your browser: <code>npx run-pipeline pipelines/explore-sae.ts --sae ' +
-    `${e(first.path)}</code> (any SAE above), then serve its folder, e.g. ` +
-    '<code>python3 -m http.server 8000 -d &lt;its run&gt;</code>, and open <code>explorer.html</code>.</p>'
+    `${e(first.path)}</code> (any SAE above), then serve its folder with ` +
+    '<code>npx saeflow-serve &lt;its run&gt;</code> and open the address it prints; or evaluate with ' +
+    '<code>--explorer true</code> to get one per SAE, linked from the report.</p>'
   );
 }

@@ -3,7 +3,7 @@ import type { ReportAssets } from './assets.js';
 import { ChartSlots } from './chart-slots.js';
 import { CURVE_LABELS, histogramChart, layerChart, paretoChart, trainingChart } from './charts.js';
 import type { CurveKey } from './charts.js';
-import { dashboardsSection } from './dashboards-html.js';
+import { dashboardsSection, explorerLink } from './dashboards-html.js';
 import { escapeHtml as e, jsonForScript } from './escape.js';
 import { formatCount, formatMetric, formatSignificant } from './format.js';
 import { DEAD_WINDOW_NOTE, evalDeadLabel, summaryRows, trainedSaes } from './summary.js';
@@ -157,7 +157,7 @@ function saeCard(data: ReportData, sae: SaeReport, index: number, charts: ChartS
     `<dt>L0</dt><dd>${formatMetric('l0', sae.metrics.l0)}</dd>` +
     `<dt>${e(evalDeadLabel(data.run.n_eval_tokens))}</dt><dd>${formatMetric('dead_features', dead)}</dd>` +
     '</dl>' +
-    `<p class="path mono" title="SAE folder">${e(sae.path)}</p></header>` +
+    `<p class="path mono" title="SAE folder">${e(sae.path)}</p>${explorerLink(sae)}</header>` +
     `<div class="grid2">${density}${l0}</div>` +
     (Object.keys(sae.weight_stats).length > 0 ? `<h4>Weight statistics</h4>${weightStatsList(sae)}` : '') +
     '</article>'

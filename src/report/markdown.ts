@@ -34,8 +34,16 @@ export function renderMarkdown(data: ReportData): string {
     `- **Evaluation tokens:** ${formatCount(run.n_eval_tokens)}`,
     `- **SAEs:** ${data.saes.length}`,
     `- **Created:** ${md(run.created)}`,
-    '',
   );
+  const explorers = data.saes.filter((s) => s.explorer !== undefined);
+  if (explorers.length > 0) {
+    out.push(
+      `- **Live explorers** (serve this folder with \`npx saeflow-serve\`): ${explorers
+        .map((s) => `[${md(s.name)}](${s.explorer})`)
+        .join(', ')}`,
+    );
+  }
+  out.push('');
 
   out.push('## Summary', '');
   if (data.saes.length === 0) {

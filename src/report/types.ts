@@ -60,6 +60,11 @@ export interface SaeReport {
   weight_stats: { [k: string]: number };
   /** Empty for SAEs that were not trained in this run (pretrained ones). */
   training_curve: TrainingCurvePoint[];
+  /**
+   * The SAE's live explorer (eval-sae --explorer): its explorer.html as a URL relative to the report,
+   * inside the report's folder. Absent when none was exported.
+   */
+  explorer?: string;
 }
 
 export interface ParetoData {

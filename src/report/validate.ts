@@ -190,7 +190,23 @@ function validateSae(c: Checker, v: unknown, path: string): SaeReport {
     l0_histogram: validateHistogram(c, o['l0_histogram'], `${path}.l0_histogram`),
     weight_stats,
     training_curve: curve.map((p, i) => validateCurvePoint(c, p, `${path}.training_curve[${i}]`)),
+    ...(o['explorer'] === undefined || o['explorer'] === null
+      ? {}
+      : { explorer: validateExplorerLink(c, o['explorer'], `${path}.explorer`) }),
   };
+}
+
+/**
+ * A link into the report's own folder: relative, plain path segments only. The report promises it needs no
+ * network, and a hand-edited report-data.json must not turn an SAE's section into a link elsewhere.
+ */
+function validateExplorerLink(c: Checker, v: unknown, path: string): string {
+  const link = c.string(v, path);
+  const segments = link.split('/');
+  if (!segments.every((s) => /^[A-Za-z0-9_-][A-Za-z0-9._-]*$/.test(s))) {
+    c.fail(path, `expected a relative path inside the report's folder, got ${JSON.stringify(link)}`);
+  }
+  return link;
 }
 
 function validateSaeNames(c: Checker, v: unknown, path: string, names: Set<string>): string[] {

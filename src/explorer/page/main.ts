@@ -3,8 +3,12 @@
  * and SAE encoder with onnxruntime-web (WebAssembly, one thread unless the page is cross-origin isolated)
  * on the typed text, and shows each token's top features; a feature opens its dashboard.
  *
- * `#status` carries the state (`data-state`: loading, ready, running, done, error) and the last run's token
- * count and milliseconds, so a test or a reader can tell when results are on the page and how fast they came.
+ * `#status` carries the state (`data-state`: loading, ready, running, done, error), the last run's token
+ * count and milliseconds, and what runs them (`data-provider`, `data-threads`), so a test or a reader can
+ * tell when results are on the page, how fast they came and on what.
+ *
+ * The bundle is also the script of onnxruntime's WebAssembly threads: it starts its workers from its own
+ * URL (import.meta.url, this file), so everything here that touches the page runs only where there is one.
  */
 import * as ort from 'onnxruntime-web/wasm';
 import type { FeatureDashboard } from '../../report/types.js';
@@ -20,8 +24,8 @@ const $ = <T extends HTMLElement>(selector: string): T => {
   return e;
 };
 
-const status = $('#status');
 function setStatus(state: string, text: string): void {
+  const status = $('#status');
   status.dataset['state'] = state;
   status.textContent = text;
 }
@@ -51,15 +55,42 @@ async function createSession(bytes: Uint8Array, webgpu: boolean): Promise<ort.In
       // A browser can offer an adapter that onnxruntime cannot use; WebAssembly always works.
     }
   }
-  return ort.InferenceSession.create(bytes, { executionProviders: ['wasm'] });
+  // Threads that wait without spinning: in a browser the cores are shared with everything else, and on
+  // this project's busy 2-core machine spinning made the threaded page slower still (43 against 58
+  // tokens/s at GPT-2 small's shape, bench/explorer.ts with spinning made switchable to measure it).
+  return ort.InferenceSession.create(bytes, {
+    executionProviders: ['wasm'],
+    extra: { session: { intra_op: { allow_spinning: '0' } } },
+  });
+}
+
+/**
+ * WebAssembly threads: only a cross-origin-isolated page has SharedArrayBuffer (saeflow-serve sends the
+ * headers; a plain static server does not), else onnxruntime would warn and run one thread anyway. Half
+ * the cores, up to 4, as onnxruntime-web's own default: the browser and everything else on the machine
+ * keep the other half. On this project's busy 2-core machine that is 1, which was also the fastest there
+ * (README, "Size and speed").
+ */
+function wasmThreads(): number {
+  if (!globalThis.crossOriginIsolated) return 1;
+  const cores = navigator.hardwareConcurrency || 1;
+  // `explorer.html?threads=N` overrides it, up to the number of cores.
+  const asked = Number(new URLSearchParams(location.search).get('threads'));
+  if (Number.isInteger(asked) && asked >= 1) return Math.min(asked, cores);
+  return Math.max(1, Math.min(4, Math.ceil(cores / 2)));
+}
+
+function runsOn(provider: string, threads: number): string {
+  if (provider === 'webgpu') return 'WebGPU';
+  return `WebAssembly, ${threads} thread${threads === 1 ? '' : 's'}${threads === 1 && !globalThis.crossOriginIsolated ? ' (the server sends no cross-origin isolation)' : ''}`;
 }
 
 async function start(): Promise<void> {
   const manifest = await fetchJson<ExplorerManifest>(MANIFEST_FILE);
-  // Only our own copy of the WebAssembly, never a CDN's; threads only where the browser allows them
-  // (cross-origin isolation), else onnxruntime would warn and fall back anyway.
+  // Only our own copy of the WebAssembly, never a CDN's.
   ort.env.wasm.wasmPaths = { wasm: new URL(manifest.runtime.wasm, document.baseURI).href };
-  ort.env.wasm.numThreads = globalThis.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency) : 1;
+  const threads = wasmThreads();
+  ort.env.wasm.numThreads = threads;
   const [tokenizer, session, dashboards] = await Promise.all([
     loadPageTokenizer(manifest),
     fetch(manifest.graph.file)
@@ -75,9 +106,10 @@ async function start(): Promise<void> {
   $('#about').textContent =
     `${manifest.sae.architecture} SAE ${manifest.sae.name} (${manifest.sae.d_sae} features) at ` +
     `${manifest.sae.hook_name_out ? `${manifest.sae.hook_name} → ${manifest.sae.hook_name_out}` : manifest.sae.hook_name}` +
-    ` of ${manifest.model.name}; ${manifest.graph.weights} weights on ${provider === 'webgpu' ? 'WebGPU' : 'WebAssembly'}; ` +
+    ` of ${manifest.model.name}; ${manifest.graph.weights} weights on ${runsOn(provider, threads)}; ` +
     (manifest.dashboards ? `${manifest.dashboards.features} feature dashboards.` : 'no feature dashboards.');
 
+  const status = $('#status');
   const text = $<HTMLTextAreaElement>('#text');
   const button = $<HTMLButtonElement>('#run');
   const tbody = $('#tokens tbody');
@@ -145,9 +177,12 @@ async function start(): Promise<void> {
   if (dashboards.length === 0) search.placeholder = 'no dashboards to search';
   search.addEventListener('input', () => renderSearch($('#search-results'), search.value, dashboards, open));
   status.dataset['provider'] = provider;
+  status.dataset['threads'] = String(provider === 'wasm' ? threads : 0);
   button.disabled = false;
   setStatus('ready', 'ready');
   queue();
 }
 
-start().catch((e: unknown) => setStatus('error', `error: ${(e as Error).message}`));
+if (typeof document !== 'undefined') {
+  start().catch((e: unknown) => setStatus('error', `error: ${(e as Error).message}`));
+}
