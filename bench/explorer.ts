@@ -10,16 +10,15 @@
 //
 //   npx tsx bench/explorer.ts [--dir /tmp/explorer-gpt2-small] [--d_sae 24576] [--rounds 3]
 //     [--weights float32,float16] [--queries threads=2]
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { writeExplorer } from '../src/explorer/export.js';
-import { writeSafetensors } from '../src/io/safetensors.js';
 import { writeSaeFolder } from '../src/sae/saelens-folder.js';
-import { Mulberry32 } from '../src/util/random.js';
 import { launchChromium, openExplorer, runText } from '../test/explorer-page.js';
 import type { OpenedPage } from '../test/explorer-page.js';
 import { randomSae } from '../test/replacement-helpers.js';
+import { writeGpt2SmallFolder } from './lib/gpt2-small-folder.js';
 
 const { values } = parseArgs({
   options: {
@@ -34,74 +33,10 @@ const { values } = parseArgs({
 });
 const dir = values.dir;
 const D = 768;
-const LAYERS = 12;
-const VOCAB = 50257;
-
-function random(n: number, scale: number, rng: Mulberry32): Float32Array {
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = (rng.next() * 2 - 1) * scale;
-  return out;
-}
-
-async function writeGpt2Small(modelDir: string): Promise<void> {
-  const rng = new Mulberry32(1);
-  const t = (shape: number[], scale: number, fill?: number) => ({
-    dtype: 'F32' as const,
-    shape,
-    data:
-      fill === undefined
-        ? random(
-            shape.reduce((a, b) => a * b, 1),
-            scale,
-            rng,
-          )
-        : new Float32Array(shape.reduce((a, b) => a * b, 1)).fill(fill),
-  });
-  const tensors: Record<string, ReturnType<typeof t>> = {
-    'transformer.wte.weight': t([VOCAB, D], 0.05),
-    'transformer.wpe.weight': t([1024, D], 0.01),
-    'transformer.ln_f.weight': t([D], 0, 1),
-    'transformer.ln_f.bias': t([D], 0, 0),
-  };
-  for (let l = 0; l < LAYERS; l++) {
-    const p = `transformer.h.${l}.`;
-    Object.assign(tensors, {
-      [`${p}ln_1.weight`]: t([D], 0, 1),
-      [`${p}ln_1.bias`]: t([D], 0, 0),
-      [`${p}attn.c_attn.weight`]: t([D, 3 * D], 0.03),
-      [`${p}attn.c_attn.bias`]: t([3 * D], 0.01),
-      [`${p}attn.c_proj.weight`]: t([D, D], 0.03),
-      [`${p}attn.c_proj.bias`]: t([D], 0.01),
-      [`${p}ln_2.weight`]: t([D], 0, 1),
-      [`${p}ln_2.bias`]: t([D], 0, 0),
-      [`${p}mlp.c_fc.weight`]: t([D, 4 * D], 0.03),
-      [`${p}mlp.c_fc.bias`]: t([4 * D], 0.01),
-      [`${p}mlp.c_proj.weight`]: t([4 * D, D], 0.03),
-      [`${p}mlp.c_proj.bias`]: t([D], 0.01),
-    });
-  }
-  await mkdir(modelDir, { recursive: true });
-  await writeFile(
-    path.join(modelDir, 'config.json'),
-    JSON.stringify({
-      architectures: ['GPT2LMHeadModel'],
-      model_type: 'gpt2',
-      activation_function: 'gelu_new',
-      n_embd: D,
-      n_head: 12,
-      n_layer: LAYERS,
-      n_positions: 1024,
-      vocab_size: VOCAB,
-      layer_norm_epsilon: 1e-5,
-      tie_word_embeddings: true,
-    }),
-  );
-  await writeSafetensors(path.join(modelDir, 'model.safetensors'), tensors);
-}
 
 const modelDir = path.join(dir, 'gpt2-small-random');
 const saeDir = path.join(dir, 'sae');
-await writeGpt2Small(modelDir);
+await writeGpt2SmallFolder(modelDir);
 const sae = randomSae({
   architecture: 'standard',
   hook: values.hook,
