@@ -116,6 +116,15 @@ for (const r of results.filter((r) => r.bench === 'end-to-end')) {
   });
 }
 
+for (const r of results.filter((r) => r.bench === 'eval-vs-saelens')) {
+  rows.push({
+    target: 'eval-sae (whole process) against SAELens run_evals alone (no target; shown as a 1x goal)',
+    measured: `${num(r.ours_s)?.toFixed(1)} vs ${num(r.saelens_run_evals_s)?.toFixed(1)} s for ${String(r.tokens)} tokens; CE loss score ${String(r.ce_ours)} vs ${String(r.ce_saelens)}`,
+    value: ratio(r.saelens_run_evals_s, r.ours_s),
+    goal: 1,
+  });
+}
+
 console.log(
   `\nTargets (issue 19), run started ${started.toISOString()}, ${((Date.now() - started.getTime()) / 60000).toFixed(1)} min:`,
 );
