@@ -20,7 +20,6 @@ import {
 import { MANIFEST_FILE } from './manifest.js';
 import { dtypeOfStored, hookColumnShape, normalizeBatch } from './normalize-batch.js';
 import { openParquet } from './parquet-codec.js';
-import { readActivationBatchesInWorker } from './read-in-worker.js';
 
 export interface CacheReaderOptions {
   /** An activation cache directory, a Parquet file, or a directory of Parquet files. */
@@ -43,11 +42,6 @@ export interface CacheReaderOptions {
    * hashed, and the file it falls in is decoded from there on. How a resumed run seeks in a cache.
    */
   readonly startRow?: number;
-  /**
-   * Decode in a worker thread, a few batches ahead (read-in-worker.ts): for consumers whose own work blocks
-   * the main thread (onnxruntime's synchronous session runs), so that decoding overlaps it.
-   */
-  readonly inWorker?: boolean;
   readonly flow?: Flow;
 }
 
@@ -90,8 +84,7 @@ export function selectSourceHooks(info: ActivationSourceInfo, wanted?: readonly 
  */
 export function cacheReader(options: CacheReaderOptions): Observable<ActivationBatch> {
   checkOptions(options);
-  const batches = options.inWorker ? readActivationBatchesInWorker(options) : readActivationBatches(options);
-  return fromPull(batches, options.flow);
+  return fromPull(readActivationBatches(options), options.flow);
 }
 
 export async function* readActivationBatches(options: CacheReaderOptions): AsyncGenerator<ActivationBatch> {

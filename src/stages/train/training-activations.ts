@@ -42,8 +42,7 @@ export function trainingActivations(
     // Only the first pass starts at the saved row.
     let startRow = start.inputRows % (source.rowsPerPass ?? Infinity);
     return cycleUntilStopped(() => {
-      // The reader decodes in a worker thread while onnxruntime's synchronous steps hold the main one.
-      const reader = cacheReader({ path: cfg.activations as string, hooks, flow, startRow, inWorker: true });
+      const reader = cacheReader({ path: cfg.activations as string, hooks, flow, startRow });
       startRow = 0;
       return reader;
     }, flow);
