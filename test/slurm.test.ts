@@ -49,13 +49,14 @@ async function until<T>(
   what: string,
   timeoutMs: number,
   probe: () => T | null | undefined | false,
+  everyMs = 25,
 ): Promise<T> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     const got = probe();
     if (got) return got;
     if (Date.now() > end) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}`);
-    await sleep(25);
+    await sleep(everyMs);
   }
 }
 
@@ -106,26 +107,46 @@ describe.skipIf(unavailable !== null)(
       // then kills it (SIGCONT, SIGTERM) and runs its script again, which must resume the part.
       const task = `${cache.array_job}_1`;
       const part = path.join(cacheDir, partDirName({ index: 1, count: 4 }));
-      await until('task 1 to write a shard', 240_000, () => {
+      // Task 1's processes are looked up while it starts (its node process loads for seconds), then frozen
+      // as soon as it has written a shard: asking Slurm only then left too little time on a loaded machine,
+      // where a task's 18 small shards take well under a second.
+      const jobId = await until('task 1 to run', 240_000, () =>
+        cluster.run('squeue', ['-h', '-j', task, '-t', 'R', '-o', '%A']).trim(),
+      );
+      const pidsOf = () =>
+        cluster
+          .run('scontrol', ['listpids', jobId])
+          .split('\n')
+          .slice(1)
+          .map((l) => Number(l.trim().split(/\s+/)[0]))
+          .filter((p) => Number.isInteger(p) && p > 0);
+      // Wait until the pipeline's own node process is among them (the batch script starts it).
+      const isPipeline = (pid: number) => {
         try {
-          return (
-            (JSON.parse(readFileSync(path.join(part, 'manifest.json'), 'utf8')) as { shards: unknown[] })
-              .shards.length > 0
-          );
+          return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('cache-activations');
         } catch {
           return false;
         }
+      };
+      const pids = await until('task 1 to start its pipeline', 60_000, () => {
+        const found = pidsOf();
+        return found.some(isPipeline) ? found : null;
       });
-      // Under load squeue can briefly list nothing for a task that is starting up: ask until it answers.
-      const jobId = await until('task 1 in squeue', 30_000, () =>
-        cluster.run('squeue', ['-h', '-j', task, '-o', '%A']).trim(),
+      await until(
+        'task 1 to write a shard',
+        240_000,
+        () => {
+          try {
+            return (
+              (JSON.parse(readFileSync(path.join(part, 'manifest.json'), 'utf8')) as { shards: unknown[] })
+                .shards.length > 0
+            );
+          } catch {
+            return false;
+          }
+        },
+        2,
       );
-      const pids = cluster
-        .run('scontrol', ['listpids', jobId])
-        .split('\n')
-        .slice(1)
-        .map((l) => Number(l.trim().split(/\s+/)[0]))
-        .filter((p) => Number.isInteger(p) && p > 0);
       expect(pids.length).toBeGreaterThan(0);
       for (const pid of pids) process.kill(pid, 'SIGSTOP');
       const shardsWhenStopped = (
