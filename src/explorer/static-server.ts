@@ -76,9 +76,7 @@ export async function serveFolder(dir: string, options: ServeOptions = {}): Prom
     const urlPath = decodePath(req.url);
     const answer = (status: number, headers: OutgoingHttpHeaders = {}) => {
       requests.push({ path: urlPath ?? String(req.url), status });
-      res
-        .writeHead(status, { ...COMMON_HEADERS, 'content-type': 'text/plain', ...headers })
-        .end(String(status));
+      res.writeHead(status, { ...common, 'content-type': 'text/plain', ...headers }).end(String(status));
     };
     if (req.method !== 'GET' && req.method !== 'HEAD') return answer(405, { allow: 'GET, HEAD' });
     if (urlPath === null) return answer(400);
