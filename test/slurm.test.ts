@@ -98,10 +98,6 @@ describe.skipIf(unavailable !== null)(
       const cacheDir = path.join(work, 'acts');
       const sweepDir = path.join(work, 'sweep');
       const cache = submit(['pipelines/cache-activations.ts', ...CACHE, '--array', '4', '--out', cacheDir]);
-      const sweep = submit([
-        ...['pipelines/gpt2-resid.ts', ...SWEEP, '--array', '3', '--out', sweepDir],
-        ...['--finish_args', '--model tiny-gpt2 --n_eval_tokens 1024 --n_dashboard_features 0'],
-      ]);
 
       // Task 1 is frozen once it has written a shard, so Slurm's SIGTERM finds it mid-run; `scontrol requeue`
       // then kills it (SIGCONT, SIGTERM) and runs its script again, which must resume the part.
@@ -157,6 +153,12 @@ describe.skipIf(unavailable !== null)(
       await until('task 1 to be requeued', 120_000, () => cluster.state(task) === 'PENDING');
       // Slurm holds a requeued job back for a while; the test does not wait for that.
       cluster.run('scontrol', ['update', `JobId=${task}`, 'StartTime=now']);
+      // The sweep is submitted only now: submitting it took longer, on a loaded machine, than the whole life
+      // of cache task 1, which then ended before the test could watch it.
+      const sweep = submit([
+        ...['pipelines/gpt2-resid.ts', ...SWEEP, '--array', '3', '--out', sweepDir],
+        ...['--finish_args', '--model tiny-gpt2 --n_eval_tokens 1024 --n_dashboard_features 0'],
+      ]);
 
       const reference = path.join(work, 'single');
       const single = await runPipeline(
